@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Prepare this machine to run the rollgate lab: host packages, the controller venv,
+# the lab base image (built with debootstrap, cached by recipe) and a podman that can
+# start systemd containers. Safe to run again: every step checks before it acts.
+#
+# Usage: scripts/bootstrap.sh [venv|host|image|podman|all]   (default: all)
+set -euo pipefail
+
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_DIR="${ROOT_DIR}/.venv"
+BASE_IMAGE="${ROLLGATE_BASE_IMAGE:-localhost/rollgate-base:bookworm}"
+BASE_SUITE="bookworm"
+BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates"
+HOST_PACKAGES=(podman runc debootstrap)
+DROPIN_DIR="/etc/containers/containers.conf.d"
+DROPIN_FILE="${DROPIN_DIR}/50-rollgate-lab.conf"
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
+
+require_root() {
+    [[ "$(id -u)" == "0" ]] || die "this needs root (it installs packages and runs podman as root): run it again as root, e.g. 'sudo make up'."
+    command -v apt-get >/dev/null || die "apt-get not found: the lab is made for Debian 12 (bookworm) machines."
+}
+
+apt_updated=""
+apt_install() {
+    if [[ -z "${apt_updated}" ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_host_packages() {
+    local missing=()
+    for pkg in "${HOST_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
+    done
+    # podman needs these at run time; --no-install-recommends would otherwise leave them out.
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}" uidmap slirp4netns netavark aardvark-dns conmon fuse-overlayfs
+    fi
+}
+
+ensure_venv() {
+    local stamp="${VENV_DIR}/.requirements.sha256"
+    local want
+    want="$(sha256sum "${ROOT_DIR}/requirements.txt" | cut -d' ' -f1)"
+    if [[ -x "${VENV_DIR}/bin/python" && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
+        return 0
+    fi
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "${VENV_DIR}" 2>/dev/null || { apt_install python3-venv; python3 -m venv "${VENV_DIR}"; }
+    say "installing the pinned toolchain into .venv (about a minute)"
+    "${VENV_DIR}/bin/pip" install -q --disable-pip-version-check --upgrade pip
+    "${VENV_DIR}/bin/pip" install -q --disable-pip-version-check -r "${ROOT_DIR}/requirements.txt"
+    echo "${want}" >"${stamp}"
+}
+
+# The Debian mirror that apt on this machine already uses (never hard-coded).
+debian_mirror() {
+    local uri=""
+    if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+        uri="$(awk '
+            /^URIs:/ { uris=$2 }
+            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "'"${BASE_SUITE}"'") found=uris }
+            /^$/ { if (found != "") { print found; exit } }
+            END { if (found != "") print found }' /etc/apt/sources.list.d/*.sources | head -n1)"
+    fi
+    if [[ -z "${uri}" && -f /etc/apt/sources.list ]]; then
+        uri="$(awk '$1 == "deb" && $3 == "'"${BASE_SUITE}"'" { print $2; exit }' /etc/apt/sources.list)"
+    fi
+    [[ -n "${uri}" ]] || die "could not find a Debian ${BASE_SUITE} mirror in /etc/apt/sources.list*: add one, or set ROLLGATE_DEBIAN_MIRROR."
+    echo "${uri}"
+}
+
+recipe_hash() {
+    printf '%s\n' "${BASE_SUITE}" "${BASE_PACKAGES}" "minbase" "v1" | sha256sum | cut -c1-16
+}
+
+ensure_base_image() {
+    local want have
+    want="$(recipe_hash)"
+    have="$(podman image inspect --format '{{ index .Labels "rollgate.recipe" }}' "${BASE_IMAGE}" 2>/dev/null || true)"
+    # podman import keeps no labels; the recipe travels in the image's comment instead.
+    [[ -n "${have}" && "${have}" != "<no value>" ]] || have="$(podman image inspect --format '{{ .Comment }}' "${BASE_IMAGE}" 2>/dev/null || true)"
+    if [[ "${have}" == "rollgate.recipe=${want}" || "${have}" == "${want}" ]]; then
+        return 0
+    fi
+    local mirror rootfs
+    mirror="${ROLLGATE_DEBIAN_MIRROR:-$(debian_mirror)}"
+    rootfs="$(mktemp -d /var/tmp/rollgate-rootfs.XXXXXX)"
+    say "building the lab base image ${BASE_IMAGE} from ${mirror} (about 90 s, once)"
+    debootstrap --variant=minbase --include="${BASE_PACKAGES}" "${BASE_SUITE}" "${rootfs}" "${mirror}" >/dev/null \
+        || die "debootstrap failed: check that ${mirror} is reachable (apt-get update must work)."
+    # Containers need no getty on a console they do not have.
+    rm -f "${rootfs}"/etc/systemd/system/getty.target.wants/* || true
+    tar -C "${rootfs}" -c . | podman import --quiet --message "rollgate.recipe=${want}" \
+        --change 'CMD ["/lib/systemd/systemd"]' - "${BASE_IMAGE}" >/dev/null
+    rm -rf "${rootfs}"
+    say "base image ready: ${BASE_IMAGE}"
+}
+
+podman_runs() {
+    podman run --rm --systemd=always --privileged "${BASE_IMAGE}" /bin/true >/dev/null 2>&1
+}
+
+ensure_podman_runs() {
+    podman_runs && return 0
+    if [[ -e "${DROPIN_FILE}" ]]; then
+        die "podman cannot start a container even with ${DROPIN_FILE}: run 'podman run --rm ${BASE_IMAGE} /bin/true' to see why."
+    fi
+    # crun fails here ('cgroups in hybrid mode not supported') and the default rlimits need
+    # CAP_SYS_RESOURCE. Only a drop-in of our own is written; a user's configuration is untouched.
+    say "podman cannot start containers with its defaults here; writing ${DROPIN_FILE} (runc, cgroupfs, ulimits)"
+    mkdir -p "${DROPIN_DIR}"
+    cat >"${DROPIN_FILE}" <<'EOF'
+# Written by rollgate scripts/bootstrap.sh because 'podman run' failed with the defaults.
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+EOF
+    podman_runs || die "podman still cannot start a container: run 'podman run --rm ${BASE_IMAGE} /bin/true' to see why, and check that the kernel allows containers (user namespaces, overlayfs)."
+}
+
+main() {
+    local step="${1:-all}"
+    require_root
+    case "${step}" in
+        venv) ensure_venv ;;
+        host) ensure_host_packages ;;
+        image) ensure_host_packages; ensure_base_image ;;
+        podman) ensure_host_packages; ensure_base_image; ensure_podman_runs ;;
+        all) ensure_host_packages; ensure_venv; ensure_base_image; ensure_podman_runs ;;
+        *) die "unknown step '${step}': use venv, host, image, podman or all." ;;
+    esac
+}
+
+main "$@"
