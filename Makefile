@@ -34,7 +34,7 @@ down:
 
 ## Tests -----------------------------------------------------------------------------------
 
-test: bootstrap lint molecule
+test: bootstrap lint unit app-test molecule
 	@echo "make test: all checks passed"
 
 lint:

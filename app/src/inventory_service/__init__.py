@@ -1,0 +1,1 @@
+"""rollgate's reference inventory service."""

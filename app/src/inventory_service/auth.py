@@ -1,0 +1,101 @@
+"""Login, logout, the CSRF token, and the dependencies that guard routes.
+
+Writes need a session cookie and the session's CSRF token in X-CSRF-Token (a cross-site form can
+send the cookie but cannot read the token). Login itself is exempt: it has no session yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyCookie, APIKeyHeader
+
+from . import repository
+from .config import Settings
+from .runtime import Runtime
+from .schemas import Credentials, CsrfToken, LoginResult, Problem
+from .security import DUMMY_PASSWORD_HASH, tokens_match, verify_password
+from .sessions import COOKIE_NAME, Session
+
+CSRF_HEADER = "X-CSRF-Token"
+
+session_cookie = APIKeyCookie(name=COOKIE_NAME, auto_error=False, scheme_name="session",
+                              description="Session cookie set by POST /auth/login")
+csrf_header = APIKeyHeader(name=CSRF_HEADER, auto_error=False, scheme_name="csrf",
+                           description="The session's CSRF token, required on every write")
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def current_session(request: Request,
+                          session_id: Annotated[str | None, Security(session_cookie)]) -> Session:
+    session = await runtime(request).sessions.load(session_id)
+    if session is None:
+        raise HTTPException(status_code=401, detail="login required")
+    return session
+
+
+async def writer_session(session: Annotated[Session, Depends(current_session)],
+                         csrf_token: Annotated[str | None, Security(csrf_header)]) -> Session:
+    if not tokens_match(csrf_token, session.csrf_token):
+        raise HTTPException(status_code=403, detail=f"missing or invalid {CSRF_HEADER} header")
+    return session
+
+
+CurrentSession = Annotated[Session, Depends(current_session)]
+WriterSession = Annotated[Session, Depends(writer_session)]
+
+
+def set_session_cookie(response: Response, session: Session, settings: Settings) -> None:
+    response.set_cookie(COOKIE_NAME, session.id, max_age=settings.session_lifetime_minutes * 60, path="/",
+                        httponly=True, secure=settings.session_cookie_secure, samesite="strict")
+
+
+async def authenticate(rt: Runtime, username: str, password: str) -> Session | None:
+    """A new session for valid credentials, else None (in about the same time either way)."""
+    async with rt.pool.connection() as conn:
+        user = await repository.find_user(conn, username)
+    stored_hash = user["password_hash"] if user else DUMMY_PASSWORD_HASH
+    valid = await asyncio.to_thread(verify_password, password, stored_hash)
+    if user is None or not valid:
+        return None
+    return await rt.sessions.create(user["id"], user["username"])
+
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/login", response_model=LoginResult, responses={401: {"model": Problem}})
+async def login(credentials: Credentials, request: Request) -> JSONResponse:
+    """Start a session: sets the session cookie and returns the CSRF token for writes."""
+    rt = runtime(request)
+    previous = await rt.sessions.load(request.cookies.get(COOKIE_NAME))
+    session = await authenticate(rt, credentials.username, credentials.password)
+    if session is None:
+        raise HTTPException(status_code=401, detail="invalid username or password")
+    if previous is not None:
+        await rt.sessions.destroy(previous.id)
+    response = JSONResponse({"username": session.username, "csrf_token": session.csrf_token,
+                             "expires_in": rt.sessions.lifetime_seconds})
+    set_session_cookie(response, session, rt.settings)
+    return response
+
+
+@router.post("/logout", status_code=204, responses={401: {"model": Problem}, 403: {"model": Problem}})
+async def logout(request: Request, session: WriterSession) -> Response:
+    await runtime(request).sessions.destroy(session.id)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True,
+                           secure=runtime(request).settings.session_cookie_secure, samesite="strict")
+    return response
+
+
+@router.get("/csrf", response_model=CsrfToken, responses={401: {"model": Problem}})
+async def csrf(session: CurrentSession) -> dict[str, str]:
+    """The current session's CSRF token."""
+    return {"csrf_token": session.csrf_token}
