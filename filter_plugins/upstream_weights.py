@@ -16,6 +16,7 @@ The logic lives in plain functions with type hints that raise ``UpstreamError`` 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import itertools
 import math
 import numbers
@@ -334,6 +335,27 @@ def weighted_backends(
     ]
 
 
+def checkable_backends(backends: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Return copies of ``backends`` in which every host name is replaced by a loopback address of
+    its own (127.0.1.N, N from 1 in list order); IP addresses are kept.
+
+    nginx and HAProxy resolve backend names while checking a config, and a name in the inventory
+    resolves where the balancer runs, not necessarily on the controller that generates the config.
+    """
+    checked = _checked_backends(backends)
+    if len(checked) > 254:
+        raise UpstreamError(f"cannot give {len(checked)} backends loopback addresses of their own (254 at most)")
+    copies = []
+    for index, backend in enumerate(checked, start=1):
+        address = str(backend.get("address", ""))
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = f"127.0.1.{index}"
+        copies.append({**backend, "address": address})
+    return copies
+
+
 # --------------------------------------------------------------------------------------------------
 # Ansible glue
 # --------------------------------------------------------------------------------------------------
@@ -359,4 +381,5 @@ class FilterModule:
             "app_backends": _as_filter(app_backends),
             "instance_capacities": _as_filter(instance_capacities),
             "weighted_backends": _as_filter(weighted_backends),
+            "checkable_backends": _as_filter(checkable_backends),
         }

@@ -30,11 +30,19 @@ def _hosts_of(node: dict, group: str | None, selected: bool) -> list[str]:
 
 
 def resolve_hosts(patterns: list[str]) -> list[str]:
-    tree = _molecule_inventory().get("all", {})
-    every_host = _hosts_of(tree, None, True)
+    """Host names for host or group names. Molecule writes each group at the top level of its
+    inventory, beside `all`, so every top-level key is a group."""
+    inventory = _molecule_inventory()
+    every_host = _hosts_of(inventory.get("all", {}), None, True)
     names: list[str] = []
     for pattern in patterns:
-        found = [pattern] if pattern in every_host else _hosts_of(tree, pattern, pattern == "all")
+        if pattern in every_host:
+            found = [pattern]
+        elif pattern == "all":
+            found = every_host
+        else:
+            found = [host for node in inventory.values() for host in _hosts_of(node or {}, pattern, False)]
+            found += _hosts_of(inventory.get(pattern) or {}, None, True)
         if not found:
             raise pytest.UsageError(f"testinfra_hosts names {pattern!r}, which the inventory does not have")
         names += [name for name in found if name not in names]

@@ -386,3 +386,15 @@ def test_a_filter_error_fails_the_play_with_the_message(tmp_path: Path, ansible_
     assert "upstream_weights: capacity of backend 'web1_8000' must be a finite number >= 0, got 'lots'" in (
         completed.stdout + completed.stderr
     )
+
+
+def test_checkable_backends_give_each_host_name_its_own_loopback_address():
+    backends = [
+        {"name": "a_8000", "address": "app1", "port": 8000, "capacity": 1},
+        {"name": "b_8000", "address": "10.0.0.7", "port": 8000, "capacity": 1},
+        {"name": "c_8000", "address": "app3.example.com", "port": 8000, "capacity": 1},
+        {"name": "d_8000", "address": "fd00::1", "port": 8000, "capacity": 1},
+    ]
+    addresses = [backend["address"] for backend in uw.checkable_backends(backends)]
+    assert addresses == ["127.0.1.1", "10.0.0.7", "127.0.1.3", "fd00::1"]
+    assert backends[0]["address"] == "app1"

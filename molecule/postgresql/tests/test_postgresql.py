@@ -1,0 +1,96 @@
+"""The postgresql role: the app hosts reach the app's database, nothing else does, and data persists."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+SCENARIO = Path(__file__).resolve().parent.parent
+CONVERGE = yaml.safe_load((SCENARIO / "converge.yml").read_text(encoding="utf-8"))
+PASSWORD = next(play["vars"]["postgresql_app_password"] for play in CONVERGE if "vars" in play)
+# One app host with the default app_instance_ports [8000, 8001]: 10 x 2 + 10 reserved.
+EXPECTED_MAX_CONNECTIONS = 30
+PG_SERVICE = "postgresql@15-main"
+
+db = testinfra.get_host("podman://pg-db1")
+app = testinfra.get_host("podman://pg-app1")
+other = testinfra.get_host("podman://pg-other1")
+
+
+@pytest.fixture(scope="module")
+def db_address() -> str:
+    """The database host's private address, as the client hosts resolve it."""
+    return app.check_output("getent ahostsv4 pg-db1").split()[0]
+
+
+def psql(client, address: str, sql: str, *, database: str = "inventory", user: str = "inventory",
+         password: str = PASSWORD):
+    """Run one statement with psql on `client` against the database host, as a client app would."""
+    conninfo = f"host={address} port=5432 dbname={database} user={user} connect_timeout=5"
+    return client.run("PGPASSWORD=%s psql %s -XAtq -v ON_ERROR_STOP=1 -c %s", password, conninfo, sql)
+
+
+def test_listens_on_loopback_and_private_address_only(db_address):
+    listening = set(db.check_output("ss -Htln 'sport = :5432' | awk '{print $4}'").split())
+    assert listening == {"127.0.0.1:5432", f"{db_address}:5432"}
+
+
+def test_app_host_logs_in_to_the_app_database(db_address):
+    result = psql(app, db_address, "SELECT current_user || ' ' || current_database()")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "inventory inventory"
+
+
+def test_app_host_with_a_wrong_password_is_refused(db_address):
+    result = psql(app, db_address, "SELECT 1", password="not-the-password")
+    assert result.rc != 0
+    assert 'password authentication failed for user "inventory"' in result.stderr
+
+
+def test_app_host_reaches_only_the_app_database(db_address):
+    result = psql(app, db_address, "SELECT 1", database="postgres")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry for host" in result.stderr
+
+
+def test_host_outside_the_app_group_is_refused(db_address):
+    result = psql(other, db_address, "SELECT 1")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry for host" in result.stderr
+
+
+def test_max_connections_fits_the_app_pools(db_address):
+    result = psql(app, db_address, "SHOW max_connections")
+    assert result.rc == 0, result.stderr
+    assert int(result.stdout) == EXPECTED_MAX_CONNECTIONS
+
+
+def test_data_survives_a_restart(db_address):
+    written = psql(app, db_address, "CREATE TABLE IF NOT EXISTS restart_probe (note text);"
+                   "TRUNCATE restart_probe; INSERT INTO restart_probe VALUES ('kept')")
+    assert written.rc == 0, written.stderr
+    db.check_output(f"systemctl restart {PG_SERVICE}")
+    read = psql(app, db_address, "SELECT note FROM restart_probe")
+    assert read.rc == 0, read.stderr
+    assert read.stdout.strip() == "kept"
+    assert db.service("postgresql").is_enabled
+
+
+def test_missing_password_fails_before_any_change_naming_the_variable():
+    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+    run = subprocess.run(
+        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_secret.yml")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "postgresql_app_password is empty or undefined" in output
+    assert "ansible-vault" in output
+    recap = re.search(r"pg-db1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
+    assert recap, output
+    assert recap.groups() == ("0", "1")

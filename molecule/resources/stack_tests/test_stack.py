@@ -1,0 +1,198 @@
+"""A whole stack (site.yml) verified as a user sees it: through the balancer on 127.0.0.1.
+
+The scenario names the balancer in STACK_LB_KIND and the balancer's published ports in
+STACK_HTTP_PORT / STACK_HTTPS_PORT. Container names are s<first letter of the kind>-<host>.
+"""
+
+import http.cookiejar
+import json
+import os
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+import testinfra
+
+KIND = os.environ["STACK_LB_KIND"]
+HTTP_PORT = int(os.environ["STACK_HTTP_PORT"])
+HTTPS_PORT = int(os.environ["STACK_HTTPS_PORT"])
+PREFIX = f"s{KIND[0]}"
+ADMIN = {"username": "admin", "password": "stack-test-admin-password"}
+CHECKERS = {
+    "nginx": "nginx -t",
+    "haproxy": "haproxy -c -f /etc/haproxy/haproxy.cfg",
+    "apache": "apache2ctl configtest",
+}
+
+# The checks below name their hosts themselves.
+testinfra_hosts = [f"{PREFIX}-lb1"]
+
+
+def lab_host(name: str):
+    return testinfra.get_host(f"podman://{PREFIX}-{name}")
+
+
+def insecure_tls() -> ssl.SSLContext:
+    """The lab certificate is self-signed: tests compare it with the file instead of trusting it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def fetch(opener, url: str, data: dict | None = None, headers: dict | None = None):
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+@pytest.fixture(scope="module")
+def https_session():
+    """A logged-in client through the balancer's HTTPS port (the session cookie is Secure)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=insecure_tls()), urllib.request.HTTPCookieProcessor(jar)
+    )
+    status, _, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/auth/login", ADMIN)
+    assert status == 200, body
+    return opener, json.loads(body)["csrf_token"]
+
+
+def test_requests_reach_every_instance():
+    opener = urllib.request.build_opener()
+    instances = set()
+    for _ in range(60):
+        status, headers, _ = fetch(opener, f"http://127.0.0.1:{HTTP_PORT}/health/readiness")
+        assert status == 200
+        instances.add(headers["X-Instance"])
+    ports = sorted(instance.rsplit(":", 1)[1] for instance in instances)
+    assert len(instances) == 4, instances
+    assert ports == ["8000", "8000", "8001", "8001"]
+
+
+def test_a_session_made_through_one_instance_works_through_the_others(https_session):
+    opener, csrf_token = https_session
+    served_by = set()
+    for _ in range(20):
+        status, headers, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/auth/csrf")
+        assert status == 200, body
+        assert json.loads(body)["csrf_token"] == csrf_token
+        served_by.add(headers["X-Instance"])
+    assert len(served_by) >= 2, served_by
+
+
+def test_a_write_through_the_balancer_reads_back_from_every_instance(https_session):
+    opener, csrf_token = https_session
+    sku = f"STACK-{KIND}-{os.getpid()}"
+    item = {"sku": sku, "name": "stack test", "quantity": 5, "location": "A1", "unit_price": "2.50"}
+    status, _, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/items", item, {"X-CSRF-Token": csrf_token})
+    assert status == 201, body
+    item_id = json.loads(body)["id"]
+    for _ in range(8):
+        status, _, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/items/{item_id}")
+        assert status == 200 and json.loads(body)["sku"] == sku
+
+
+def test_a_write_without_the_csrf_token_is_refused(https_session):
+    opener, _ = https_session
+    item = {"sku": "NO-CSRF", "name": "x", "quantity": 1, "location": "A1", "unit_price": "1.00"}
+    status, _, _ = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/items", item)
+    assert status == 403
+
+
+def test_https_serves_the_certificate_the_role_installed(host):
+    served = ssl.get_server_certificate(("127.0.0.1", HTTPS_PORT))
+    installed = host.file("/etc/ssl/rollgate/lb.crt").content_string
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(installed)
+
+
+def test_https_refuses_tls_1_1():
+    context = insecure_tls()
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        with context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", HTTPS_PORT), timeout=5)):
+            pass
+
+
+def test_health_answers_through_the_balancer_with_the_app_contract():
+    status, _, body = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health")
+    health = json.loads(body)
+    assert status == 200
+    assert health["status"] == "healthy"
+    assert health["database"]["status"] == "up" and health["cache"]["status"] == "up"
+
+
+def test_the_balancer_answers_its_own_liveness():
+    status, _, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/lb-health")
+    assert status == 200
+
+
+def test_metrics_are_refused_outside_the_allowlist():
+    app1 = lab_host("app1")
+    probe = (
+        "import urllib.request, urllib.error\n"
+        "try:\n"
+        f"    print(urllib.request.urlopen('http://{PREFIX}-lb1/health/metrics', timeout=5).status)\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code)\n"
+    )
+    assert app1.check_output("python3 -c %s", probe) == "403"
+
+
+def test_metrics_answer_on_the_balancer_host_itself(host):
+    probe = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1/health/metrics', timeout=5).status)"
+    assert host.check_output("python3 -c %s", probe) == "200"
+
+
+def test_the_live_balancer_config_passes_its_checker(host):
+    assert host.run(CHECKERS[KIND]).rc == 0
+
+
+def test_security_headers_are_on_every_response():
+    _, headers, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health/liveness")
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    assert "X-Frame-Options" in headers
+
+
+def redis_reply(from_host: str, command: str) -> str:
+    probe = (
+        "import socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(('{PREFIX}-redis1', 6379), timeout=3)\n"
+        f"    s.sendall(b'{command}\\r\\n'); print(s.recv(200).decode().strip())\n"
+        "except OSError as e:\n"
+        "    print('refused:', type(e).__name__)\n"
+    )
+    return lab_host(from_host).check_output("python3 -c %s", probe)
+
+
+def test_redis_refuses_an_app_host_without_the_password():
+    assert redis_reply("app1", "PING").startswith("-NOAUTH")
+
+
+def test_redis_answers_an_app_host_with_the_password():
+    assert redis_reply("app1", "AUTH stack-test-redis-password") == "+OK"
+
+
+def test_redis_refuses_a_host_outside_the_app_group():
+    assert redis_reply("lb1", "PING").startswith("refused:")
+
+
+def test_postgresql_refuses_a_host_that_is_not_an_app_host():
+    """This machine reaches the database over the lab network, but it is no app host."""
+    db_address = lab_host("db1").check_output("hostname -I").split()[0]
+    result = subprocess.run(
+        ["psql", f"host={db_address} user=inventory dbname=inventory password=stack-test-db-password connect_timeout=5",
+         "-c", "select 1"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "no pg_hba.conf entry" in result.stderr

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""Print, as JSON, the state of the instances of SERVICE@.service on this host.
+
+Usage: instances.py SERVICE RELEASE_DIR CONFIG_FILE[,CONFIG_FILE...] PORT [PORT...]
+
+stale_ports: the listed instances that run, but from another release than RELEASE_DIR or since before
+a CONFIG_FILE last changed. Reading the running state, rather than remembering that a file changed,
+means a run that failed after a change still restarts what that change left behind.
+unlisted_ports: instances on other ports that are loaded (running, say) or enabled.
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def main_pid(unit: str) -> int:
+    result = subprocess.run(["systemctl", "show", "--property=MainPID", "--value", unit],
+                            capture_output=True, text=True, check=False)
+    return int(result.stdout.strip() or 0)
+
+
+def boot_time() -> float:
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    raise RuntimeError("/proc/stat has no btime line")
+
+
+def start_time(pid: int, btime: float) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The command name may hold spaces: the fields after it start past its closing parenthesis.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def release_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        interpreter = cmdline.read().split(b"\0")[0].decode()
+    return os.path.dirname(os.path.dirname(interpreter))
+
+
+def known_ports(service: str) -> set[int]:
+    """Ports of the instances systemd has loaded or that are enabled."""
+    listed = subprocess.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", f"{service}@*.service"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    enabled = [os.path.basename(path) for path in glob.glob(f"/etc/systemd/system/*.wants/{service}@*.service")]
+    pattern = re.compile(rf"^{re.escape(service)}@([0-9]+)\.service$")
+    return {int(match.group(1)) for name in listed + enabled if (match := pattern.match(name))}
+
+
+def main() -> int:
+    service, release_dir, config_files, *ports = sys.argv[1:]
+    changed_at = max(os.stat(path).st_mtime for path in config_files.split(","))
+    btime = boot_time()
+    instances = {}
+    for port in ports:
+        pid = main_pid(f"{service}@{port}.service")
+        if pid == 0:
+            instances[port] = {"running": False, "stale": False}
+            continue
+        release = release_of(pid)
+        started = start_time(pid, btime)
+        instances[port] = {"running": True, "release": release, "started": started,
+                           "stale": release != release_dir or started < changed_at}
+    stale = [int(port) for port, state in instances.items() if state["stale"]]
+    unlisted = sorted(known_ports(service) - {int(port) for port in ports})
+    print(json.dumps({"instances": instances, "stale_ports": stale, "unlisted_ports": unlisted}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""playbooks/generate_lb_config.yml, run as a user runs it: render each balancer's config for the lab
+inventory without contacting any host, and check it with the balancer's own checker.
+
+`make checkers` installs nginx, HAProxy and Apache on this machine (without starting them), so the
+checker really runs here; without them the generator still renders and says it did not check.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import os
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKERS = {"nginx": "nginx", "haproxy": "haproxy", "apache": "apache2"}
+FILES = {"nginx": "nginx.conf", "haproxy": "haproxy.cfg", "apache": "rollgate.conf"}
+
+
+def isolated_env(tmp_path: Path) -> dict:
+    """An empty fact cache: addresses then come from the inventory, as on a fresh controller."""
+    return {**os.environ, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
+
+
+def generate(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ansible-playbook", "-i", "inventories/lab", "playbooks/generate_lb_config.yml",
+         "-e", f"lb_output_dir={tmp_path}", *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=isolated_env(tmp_path),
+    )
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy", "apache"])
+def test_each_balancer_config_is_rendered_and_passes_its_checker(tmp_path, kind):
+    result = generate(tmp_path, "-e", f"lb_kind={kind}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    config = (tmp_path / kind / FILES[kind]).read_text()
+    for instance in ("app1:8000", "app1:8001", "app2:8000", "app2:8001"):
+        assert instance in config, f"{instance} missing from the {kind} config"
+    if shutil.which(CHECKERS[kind]):
+        assert f"checked with {CHECKERS[kind]}: OK" in result.stdout
+    else:
+        assert "not installed here" in result.stdout
+
+
+def test_an_unknown_balancer_fails_naming_the_three_choices(tmp_path):
+    result = generate(tmp_path, "-e", "lb_kind=traefik")
+    assert result.returncode != 0
+    assert re.search(r"nginx, haproxy or apache", result.stdout)
+    assert not (tmp_path / "traefik").exists()
+
+
+def write_inventory(tmp_path: Path, app_hosts: str) -> Path:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "all:\n  children:\n    lb:\n      hosts:\n        lb1:\n"
+        "    app:\n      hosts:\n" + app_hosts
+    )
+    return inventory
+
+
+def generate_for(tmp_path: Path, inventory: Path, kind: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "playbooks/generate_lb_config.yml",
+         "-e", f"lb_output_dir={tmp_path}/out", "-e", f"lb_kind={kind}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=isolated_env(tmp_path),
+    )
+
+
+def test_weights_follow_app_capacity(tmp_path):
+    """A host with twice the capacity gets twice the weight, in HAProxy's own server lines."""
+    inventory = write_inventory(
+        tmp_path,
+        "        big:\n          app_address: 10.0.0.1\n          app_capacity: 4\n"
+        "        small:\n          app_address: 10.0.0.2\n          app_capacity: 2\n",
+    )
+    result = generate_for(tmp_path, inventory, "haproxy")
+    assert result.returncode == 0, result.stdout[-3000:]
+    config = (tmp_path / "out" / "haproxy" / "haproxy.cfg").read_text()
+    weights = dict(re.findall(r"server (\w+?)_\d+ \S+ .*?weight (\d+)", config))
+    assert int(weights["big"]) == 2 * int(weights["small"])
+
+
+def test_a_duplicate_address_and_port_fails_naming_both_hosts(tmp_path):
+    inventory = write_inventory(
+        tmp_path,
+        "        one:\n          app_address: 10.0.0.1\n"
+        "        two:\n          app_address: 10.0.0.1\n",
+    )
+    result = generate_for(tmp_path, inventory, "nginx")
+    assert result.returncode != 0
+    assert "'one' and 'two'" in result.stdout and "app_instance_ports" in result.stdout
