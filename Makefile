@@ -57,6 +57,7 @@ app-test: services
 	pytest app/tests -q
 
 molecule:
+	@mkdir -p .cache
 	@for scenario in $(SCENARIOS); do \
 		echo "== molecule test -s $$scenario"; \
 		start=$$(date +%s); \
