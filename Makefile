@@ -5,15 +5,16 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventories/lab
-# stack_haproxy and stack_apache still fail verify (work in progress, issue 8): left out until fixed.
-SCENARIOS_WIP := stack_haproxy stack_apache
-SCENARIOS ?= $(filter-out $(SCENARIOS_WIP),$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
+# Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site down test lint unit app-test molecule services
+.PHONY: help up bootstrap lab site deploy status down test lint unit app-test molecule services
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml)"
 	@echo "make test      everything CI checks: lint, unit tests, app tests, molecule scenarios"
+	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
+	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
 	@echo "make down      remove the lab hosts and their network"
 
 ## The lab ---------------------------------------------------------------------------------
@@ -29,6 +30,13 @@ site:
 
 up: lab site
 	@bash scripts/show-endpoint.sh
+
+deploy:
+	@test -n "$(VERSION)" || { echo "make deploy needs the version to deploy: make deploy VERSION=1.1.0" >&2; exit 2; }
+	ansible-playbook -i $(INVENTORY) playbooks/rolling_deploy.yml -e app_version=$(VERSION)
+
+status:
+	ansible-playbook -i $(INVENTORY) playbooks/status.yml
 
 down:
 	@bash scripts/bootstrap.sh venv
@@ -57,12 +65,4 @@ app-test: services
 	pytest app/tests -q
 
 molecule:
-	@mkdir -p .cache
-	@for scenario in $(SCENARIOS); do \
-		echo "== molecule test -s $$scenario"; \
-		start=$$(date +%s); \
-		molecule test -s $$scenario > .cache/molecule-$$scenario.log 2>&1 \
-			|| { tail -n 80 .cache/molecule-$$scenario.log; echo "molecule scenario $$scenario failed (full log: .cache/molecule-$$scenario.log)"; exit 1; }; \
-		grep -aE '[0-9]+ passed' .cache/molecule-$$scenario.log | sed 's/\x1b\[[0-9;]*m//g' | tail -n 1; \
-		echo "== $$scenario passed in $$(( $$(date +%s) - start )) s"; \
-	done
+	@bash scripts/run-molecule.sh $(SCENARIOS)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import testinfra
 
+from testlib import ansible_env, inventory
+
 HTTP_PORT = 18380
 HTTPS_PORT = 18743
 LB = "lba-lb1"
@@ -102,21 +104,6 @@ def wait_until(predicate, timeout: float = 45, interval: float = 1) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
-
-
-def ansible_env() -> dict[str, str]:
-    environment = dict(os.environ)
-    ephemeral = environment["MOLECULE_EPHEMERAL_DIRECTORY"]
-    environment.setdefault("ANSIBLE_CONFIG", os.path.join(ephemeral, "ansible.cfg"))
-    environment["ANSIBLE_FORCE_COLOR"] = "0"
-    environment["ANSIBLE_NOCOLOR"] = "1"
-    return environment
-
-
-def inventory() -> str:
-    return os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
-        os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", "ansible_inventory.yml"
-    )
 
 
 def converge(extra_vars: dict) -> subprocess.CompletedProcess:

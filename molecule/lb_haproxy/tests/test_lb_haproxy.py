@@ -23,7 +23,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-import testinfra
+
+import testlib
+from testlib import container as lab_host
+from testlib import insecure_tls
 
 HTTP = "http://127.0.0.1:18280"
 HTTPS = "https://127.0.0.1:18643"
@@ -42,30 +45,13 @@ ADMIN_FORCED_DRAIN = 0x08
 
 testinfra_hosts = ["lbh-lb1"]
 
-_NO_PROXY = urllib.request.ProxyHandler({})
-
-
-def lab_host(name: str):
-    return testinfra.get_host(f"podman://{name}")
-
-
-def insecure_tls() -> ssl.SSLContext:
-    """The certificate is self-signed: the tests compare it with the installed file instead."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# No proxy from the environment: every request goes to 127.0.0.1 or the lab network.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=insecure_tls()))
 
 
 def fetch(url: str, headers: dict | None = None):
-    """GET url from this machine; return (status, headers, body) for any status."""
-    opener = urllib.request.build_opener(_NO_PROXY, urllib.request.HTTPSHandler(context=insecure_tls()))
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+    """(status, headers, body) of one GET from this machine, whatever the status."""
+    return testlib.fetch(OPENER, url, headers=headers, timeout=15)
 
 
 def instances_answering(count: int, path: str = "/") -> collections.Counter:

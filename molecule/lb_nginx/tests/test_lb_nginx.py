@@ -20,17 +20,16 @@ import urllib.error
 import urllib.request
 
 import pytest
-import testinfra
+
+import testlib
+from testlib import container as lab_host
+from testlib import insecure_tls
 
 HTTP = "http://127.0.0.1:18180"
 HTTPS = "https://127.0.0.1:18543"
 CONF = "/etc/nginx/nginx.conf"
 INSTANCES = {"lbn-app1:8000", "lbn-app1:8001", "lbn-app2:8000", "lbn-app2:8001"}
 RESTRICTED_PATHS = ["/health/detailed", "/health/metrics", "/metrics"]
-
-
-def lab_host(name: str):
-    return testinfra.get_host(f"podman://{name}")
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +39,13 @@ def lb():
     return lab_host("lbn-lb1")
 
 
-def insecure_tls() -> ssl.SSLContext:
-    """The certificate is self-signed: tests compare it with the installed file instead."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# No proxy from the environment: every request goes to 127.0.0.1 or the lab network.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=insecure_tls()))
 
 
 def fetch(url: str, headers: dict | None = None):
     """(status, headers, body) of one GET from this machine, whatever the status."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=15, context=insecure_tls()) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+    return testlib.fetch(OPENER, url, headers=headers, timeout=15)
 
 
 def fetch_from(container, url: str, headers: dict | None = None) -> dict:

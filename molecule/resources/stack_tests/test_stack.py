@@ -13,7 +13,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-import testinfra
+
+from testlib import container, fetch, insecure_tls
 
 KIND = os.environ["STACK_LB_KIND"]
 HTTP_PORT = int(os.environ["STACK_HTTP_PORT"])
@@ -31,25 +32,7 @@ testinfra_hosts = [f"{PREFIX}-lb1"]
 
 
 def lab_host(name: str):
-    return testinfra.get_host(f"podman://{PREFIX}-{name}")
-
-
-def insecure_tls() -> ssl.SSLContext:
-    """The lab certificate is self-signed: tests compare it with the file instead of trusting it."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def fetch(opener, url: str, data: dict | None = None, headers: dict | None = None):
-    body = json.dumps(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+    return container(f"{PREFIX}-{name}")
 
 
 @pytest.fixture(scope="module")

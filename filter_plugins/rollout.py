@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+"""Filters that plan a rolling deploy and report on it.
+
+- ``rollout_batches``: split the app hosts into batches of ``rollout_batch_size`` and refuse, before
+  anything changes, a plan that would take out more than ``rollout_max_unavailable`` instances or
+  leave fewer than ``rollout_min_healthy`` ready ones.
+- ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
+- ``rollout_report``: the summary table printed at the end of a rollout.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+
+class RolloutError(ValueError):
+    """A rollout setting or plan that cannot be carried out; the message names the setting and the fix."""
+
+
+_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+
+
+def _count_or_percent(name: str, value: Any, total: int, example: str) -> int:
+    """Read ``value`` as a whole number >= 1 or a percentage of ``total`` (rounded up, at least 1)."""
+    if isinstance(value, bool):
+        raise RolloutError(f"{name} must be a whole number or a percentage such as {example}, got {value!r}")
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if match:
+            percent = float(match.group(1))
+            if not 0 < percent <= 100:
+                raise RolloutError(f"{name} {value!r} must be a percentage above 0% and at most 100%")
+            return max(1, math.ceil(total * percent / 100))
+        if value.strip().isdigit():
+            value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise RolloutError(f"{name} must be a whole number >= 1 or a percentage such as {example}, got {value!r}")
+    return value
+
+
+def batch_host_count(batch_size: Any, host_count: int) -> int:
+    """Hosts per batch: ``rollout_batch_size`` as a number of hosts, or a percentage of ``host_count``."""
+    return min(_count_or_percent("rollout_batch_size", batch_size, host_count, "'25%'"), max(host_count, 1))
+
+
+def _hosts_in_order(backends: Sequence[Mapping[str, Any]]) -> list[str]:
+    hosts: list[str] = []
+    for backend in backends:
+        if backend["host"] not in hosts:
+            hosts.append(backend["host"])
+    return hosts
+
+
+def max_unavailable_instances(max_unavailable: Any, backends: Sequence[Mapping[str, Any]]) -> int:
+    """``rollout_max_unavailable`` as a number of instances; unset means one host's instances (the most
+    any host has), a percentage is of all instances."""
+    if max_unavailable is None or max_unavailable == "":
+        per_host: dict[str, int] = {}
+        for backend in backends:
+            per_host[backend["host"]] = per_host.get(backend["host"], 0) + 1
+        return max(per_host.values())
+    return _count_or_percent("rollout_max_unavailable", max_unavailable, len(backends), "'50%'")
+
+
+def _checked_backends(backends: Any) -> list[Mapping[str, Any]]:
+    if isinstance(backends, (str, bytes, Mapping)) or not isinstance(backends, Iterable):
+        raise RolloutError(f"expected the list from app_backends, got {backends!r}")
+    checked = list(backends)
+    if not checked:
+        raise RolloutError("the app group has no instance to roll out: add hosts under [app] in the inventory")
+    for backend in checked:
+        if not isinstance(backend, Mapping) or not {"name", "host"} <= set(backend):
+            raise RolloutError(f"expected backends with a name and a host, got {backend!r}")
+    return checked
+
+
+def _checked_min_healthy(min_healthy: Any) -> int:
+    if isinstance(min_healthy, str) and min_healthy.strip().isdigit():
+        return int(min_healthy)
+    if isinstance(min_healthy, bool) or not isinstance(min_healthy, int) or min_healthy < 0:
+        raise RolloutError(f"rollout_min_healthy must be a whole number >= 0, got {min_healthy!r}")
+    return min_healthy
+
+
+def _checked_unready(not_ready: Iterable[str] | None, names: Sequence[str]) -> set[str]:
+    unready = set(not_ready or [])
+    unknown = sorted(unready - set(names))
+    if unknown:
+        raise RolloutError(f"not_ready names unknown instances: {', '.join(unknown)}")
+    return unready
+
+
+def _check_batch(number: int, batch_hosts: Sequence[str], batch_names: set[str], instance_count: int,
+                 unready: set[str], limit: int, min_healthy: int) -> None:
+    """Refuse a batch that would make more than ``limit`` instances unavailable or leave fewer than
+    ``min_healthy`` ready ones, counting the unready instances outside it as unavailable already."""
+    unready_elsewhere = sorted(unready - batch_names)
+    unavailable = len(batch_names) + len(unready_elsewhere)
+    ready_left = instance_count - unavailable
+    why_degraded = f" ({', '.join(unready_elsewhere)} not ready now)" if unready_elsewhere else ""
+    bring_back = ", or bring the unready instances back first" if unready_elsewhere else ""
+    if unavailable > limit:
+        raise RolloutError(
+            f"batch {number} ({', '.join(batch_hosts)}) would take out {len(batch_names)} instance(s)"
+            f"{why_degraded}, so {unavailable} would be unavailable, more than rollout_max_unavailable "
+            f"allows ({limit}): lower rollout_batch_size, raise rollout_max_unavailable{bring_back}"
+        )
+    if ready_left < min_healthy:
+        raise RolloutError(
+            f"batch {number} ({', '.join(batch_hosts)}) would leave {ready_left} ready instance(s)"
+            f"{why_degraded}, fewer than rollout_min_healthy ({min_healthy}): lower rollout_batch_size"
+            f"{bring_back or ', or add app hosts'}"
+        )
+
+
+def rollout_batches(
+    backends: Any,
+    batch_size: Any = 1,
+    max_unavailable: Any = None,
+    min_healthy: Any = 1,
+    not_ready: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Split the hosts of ``backends`` (from ``app_backends``) into batches, in inventory order.
+
+    Each batch is ``{"number", "hosts", "backends"}`` (backends: the batch's instances, as given).
+    ``not_ready`` names the instances that are not ready now: they count as unavailable already, so
+    a batch is refused when its instances plus the unready ones outside it exceed ``max_unavailable``,
+    or when the ready instances left outside it would be fewer than ``min_healthy``. The first batch
+    refused fails the whole plan, before any host changes.
+    """
+    checked = _checked_backends(backends)
+    min_healthy = _checked_min_healthy(min_healthy)
+    names = [backend["name"] for backend in checked]
+    unready = _checked_unready(not_ready, names)
+    hosts = _hosts_in_order(checked)
+    per_batch = batch_host_count(batch_size, len(hosts))
+    limit = max_unavailable_instances(max_unavailable, checked)
+    batches: list[dict[str, Any]] = []
+    for start in range(0, len(hosts), per_batch):
+        batch_hosts = hosts[start:start + per_batch]
+        batch_backends = [dict(backend) for backend in checked if backend["host"] in batch_hosts]
+        number = len(batches) + 1
+        _check_batch(number, batch_hosts, {b["name"] for b in batch_backends}, len(names), unready, limit, min_healthy)
+        batches.append({"number": number, "hosts": batch_hosts, "backends": batch_backends})
+    return batches
+
+
+def rollout_batch_check(
+    batch: Mapping[str, Any], backends: Any, max_unavailable: Any = None, min_healthy: Any = 1,
+    not_ready: Iterable[str] | None = None,
+) -> Mapping[str, Any]:
+    """Check one planned batch again against the readiness seen now (right before it is drained);
+    return it unchanged, or raise the same error the plan would."""
+    checked = _checked_backends(backends)
+    names = [backend["name"] for backend in checked]
+    _check_batch(batch["number"], batch["hosts"], {b["name"] for b in batch["backends"]}, len(names),
+                 _checked_unready(not_ready, names), max_unavailable_instances(max_unavailable, checked),
+                 _checked_min_healthy(min_healthy))
+    return batch
+
+
+def scaled_backends(backends: Any, percent: Any, names: Iterable[str]) -> list[dict[str, Any]]:
+    """Copies of ``backends`` (with weights) where the ones in ``names`` weigh ``percent`` of their
+    weight, rounded up and at least 1 (0 stays 0): one step of a slow start."""
+    checked = _checked_backends(backends)
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+        raise RolloutError(f"a slow-start step must be a percentage above 0 and at most 100, got {percent!r}")
+    selected = set(names)
+    scaled = []
+    for backend in checked:
+        copy = dict(backend)
+        if backend["name"] in selected and backend.get("weight", 0) > 0:
+            copy["weight"] = max(1, math.ceil(backend["weight"] * percent / 100))
+        scaled.append(copy)
+    return scaled
+
+
+def slow_start_steps(seconds: Any, steps: Any) -> list[int]:
+    """The weight percentages a returning batch goes through: ``steps`` equal steps up to 100, or just
+    [100] when the slow start is off (0 seconds)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise RolloutError(f"rollout_slow_start must be a number of seconds >= 0, got {seconds!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise RolloutError(f"rollout_slow_start_steps must be a whole number >= 1, got {steps!r}")
+    if seconds == 0:
+        return [100]
+    return [math.ceil(100 * step / steps) for step in range(1, steps + 1)]
+
+
+def apache_members_out_of_service(backends: Any, members: Any) -> list[str]:
+    """Names of ``backends`` that Apache's balancer-manager (the ``members`` that
+    community.general.apache2_mod_proxy returns) does not show in service: no member at that
+    address and port, or one that is drained, disabled, or whose Status lacks ``Ok``."""
+    checked = _checked_backends(backends)
+    in_service = set()
+    for member in members or []:
+        status = member.get("status") or {}
+        if status.get("drained") or status.get("disabled"):
+            continue
+        if "Ok" not in str((member.get("attributes") or {}).get("Status") or ""):
+            continue
+        in_service.add((str(member.get("host")), str(member.get("port"))))
+    return [backend["name"] for backend in checked
+            if (str(backend.get("address")), str(backend.get("port"))) not in in_service]
+
+
+def rollout_report(
+    before: Mapping[str, Mapping[str, Any]],
+    after: Mapping[str, Mapping[str, Any]],
+    batches: Sequence[Mapping[str, Any]],
+) -> list[str]:
+    """Lines of the end-of-rollout summary: each instance's version before and after and whether it is
+    ready, then each batch's outcome and seconds, then the total."""
+    lines = [f"{'instance':<28} {'before':<14} {'after':<14} ready"]
+    for name in sorted(set(before) | set(after)):
+        old = before.get(name, {})
+        new = after.get(name, {})
+        lines.append(
+            f"{name:<28} {str(old.get('version') or '?'):<14} {str(new.get('version') or '?'):<14} "
+            f"{'yes' if new.get('ready') else 'NO (' + str(new.get('reason') or 'no answer') + ')'}"
+        )
+    total = 0.0
+    for batch in batches:
+        seconds = float(batch.get("seconds", 0))
+        total += seconds
+        lines.append(
+            f"batch {batch['number']} ({', '.join(batch['hosts'])}): {batch['outcome']} in {seconds:.1f} s"
+        )
+    lines.append(f"total: {total:.1f} s over {len(batches)} batch(es)")
+    return lines
+
+
+def _as_filter(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def filter_function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except RolloutError as error:
+            raise AnsibleFilterError(str(error)) from error
+
+    return filter_function
+
+
+class FilterModule:
+    """Rolling-deploy planning filters."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            name: _as_filter(function)
+            for name, function in (
+                ("rollout_batches", rollout_batches),
+                ("rollout_batch_check", rollout_batch_check),
+                ("scaled_backends", scaled_backends),
+                ("slow_start_steps", slow_start_steps),
+                ("rollout_report", rollout_report),
+                ("apache_members_out_of_service", apache_members_out_of_service),
+            )
+        }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run molecule scenarios, MOLECULE_JOBS at a time (default 2), each logging to .cache/molecule-<name>.log.
+# Usage: scripts/run-molecule.sh SCENARIO...   Exits non-zero when any scenario failed, after all ran.
+# The app releases the scenarios deploy are built once first, so parallel scenarios never build the
+# same wheelhouse at the same time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="${MOLECULE_JOBS:-2}"
+mkdir -p .cache
+
+for version in 1.0.0 1.1.0 1.2.0.dev1; do
+    ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$version" > .cache/build-release.log 2>&1 \
+        || { tail -n 40 .cache/build-release.log; echo "building the wheelhouse of $version failed" >&2; exit 1; }
+done
+
+run_one() {
+    local scenario="$1" start status
+    start=$(date +%s)
+    if molecule test -s "$scenario" > ".cache/molecule-$scenario.log" 2>&1; then status=passed; else status=FAILED; fi
+    echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
+        "$(sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$scenario.log" | grep -aoE '[0-9]+ (passed|failed)[^=]*' | tail -n 1)"
+    if [ "$status" != passed ]; then echo "$scenario" >> .cache/molecule-failed; return 1; fi
+}
+export -f run_one
+
+# Longest first, so that the last to finish are short.
+ordered=()
+for scenario in "$@"; do case "$scenario" in stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
+
+rm -f .cache/molecule-failed
+if printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}; then
+    echo "molecule: all ${#ordered[@]} scenarios passed"
+else
+    while read -r scenario; do
+        echo "---- last lines of .cache/molecule-$scenario.log"
+        tail -n 60 ".cache/molecule-$scenario.log"
+    done < .cache/molecule-failed
+    echo "molecule: failed: $(tr '\n' ' ' < .cache/molecule-failed)(logs: .cache/molecule-<scenario>.log)" >&2
+    exit 1
+fi

@@ -1,0 +1,164 @@
+"""Specification of the rolling deploy's planning filters."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+import rollout
+
+FILTERS = rollout.FilterModule().filters()
+
+
+def fleet(*ports_per_host: int) -> list[dict]:
+    """Backends as app_backends makes them: hosts app1..appN, ports from 8000."""
+    return [
+        {"name": f"app{h}_{8000 + p}", "host": f"app{h}", "address": f"10.0.0.{h}", "port": 8000 + p, "capacity": 1}
+        for h, count in enumerate(ports_per_host, start=1)
+        for p in range(count)
+    ]
+
+
+def hosts_of(batches: list[dict]) -> list[list[str]]:
+    return [batch["hosts"] for batch in batches]
+
+
+def test_default_is_one_host_per_batch_in_inventory_order():
+    batches = rollout.rollout_batches(fleet(2, 2, 2))
+    assert hosts_of(batches) == [["app1"], ["app2"], ["app3"]]
+    assert [batch["number"] for batch in batches] == [1, 2, 3]
+    assert [b["name"] for b in batches[1]["backends"]] == ["app2_8000", "app2_8001"]
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(2, [["app1", "app2"], ["app3", "app4"], ["app5"]]), ("2", [["app1", "app2"], ["app3", "app4"], ["app5"]]),
+     ("25%", [["app1", "app2"], ["app3", "app4"], ["app5"]]), ("20%", [["app1"], ["app2"], ["app3"], ["app4"], ["app5"]]),
+     ("100%", [["app1", "app2", "app3", "app4", "app5"]])],
+)
+def test_batch_size_as_count_or_percentage_of_hosts(size, expected):
+    batches = rollout.rollout_batches(fleet(1, 1, 1, 1, 1), size, max_unavailable="100%", min_healthy=0)
+    assert hosts_of(batches) == expected
+
+
+def test_percentage_rounds_up_to_at_least_one_host():
+    assert rollout.batch_host_count("1%", 20) == 1
+    assert rollout.batch_host_count("25%", 20) == 5
+    assert rollout.batch_host_count("25%", 10) == 3
+    assert rollout.batch_host_count(50, 3) == 3
+
+
+def test_a_batch_larger_than_one_host_needs_a_larger_max_unavailable():
+    with pytest.raises(rollout.RolloutError, match=r"rollout_max_unavailable allows \(2\)"):
+        rollout.rollout_batches(fleet(2, 2, 2, 2), "50%")
+    assert hosts_of(rollout.rollout_batches(fleet(2, 2, 2, 2), "50%", "50%")) == [["app1", "app2"], ["app3", "app4"]]
+
+
+def test_default_max_unavailable_is_the_largest_hosts_instances():
+    assert rollout.max_unavailable_instances(None, fleet(2, 3, 1)) == 3
+    assert rollout.max_unavailable_instances("", fleet(2)) == 2
+    assert rollout.max_unavailable_instances("50%", fleet(2, 3, 1)) == 3
+    assert rollout.max_unavailable_instances(4, fleet(2, 3, 1)) == 4
+
+
+def test_a_degraded_fleet_stops_before_anything_and_names_the_unready_instance():
+    with pytest.raises(rollout.RolloutError, match=r"app2_8001 not ready now.*bring the unready instances back"):
+        rollout.rollout_batches(fleet(2, 2), not_ready=["app2_8001"])
+
+
+def test_an_unready_instance_inside_the_batch_does_not_count_twice():
+    batches = rollout.rollout_batches(fleet(2, 2, 2), not_ready=["app1_8000"], max_unavailable=3)
+    # Batch 1 holds the unready instance: 2 unavailable. Batches 2 and 3: 2 + 1 = 3.
+    assert hosts_of(batches) == [["app1"], ["app2"], ["app3"]]
+    with pytest.raises(rollout.RolloutError, match="batch 2"):
+        rollout.rollout_batches(fleet(2, 2, 2), not_ready=["app1_8000"])
+
+
+def test_min_healthy_keeps_enough_ready_instances_outside_the_batch():
+    with pytest.raises(rollout.RolloutError, match=r"leave 2 ready instance\(s\).*rollout_min_healthy \(3\)"):
+        rollout.rollout_batches(fleet(2, 2), min_healthy=3)
+    assert len(rollout.rollout_batches(fleet(2, 2), min_healthy=2)) == 2
+
+
+def test_one_host_alone_cannot_roll_with_min_healthy_one():
+    with pytest.raises(rollout.RolloutError, match="rollout_min_healthy"):
+        rollout.rollout_batches(fleet(2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "variable"),
+    [({"batch_size": 0}, "rollout_batch_size"), ({"batch_size": "0%"}, "rollout_batch_size"),
+     ({"batch_size": "150%"}, "rollout_batch_size"), ({"batch_size": "half"}, "rollout_batch_size"),
+     ({"batch_size": True}, "rollout_batch_size"), ({"max_unavailable": -1}, "rollout_max_unavailable"),
+     ({"max_unavailable": "lots"}, "rollout_max_unavailable"), ({"min_healthy": -1}, "rollout_min_healthy"),
+     ({"min_healthy": "x"}, "rollout_min_healthy")],
+)
+def test_bad_settings_name_the_variable(kwargs, variable):
+    with pytest.raises(rollout.RolloutError, match=variable):
+        rollout.rollout_batches(fleet(2, 2, 2), **kwargs)
+
+
+def test_bad_backends_and_unknown_unready_names_are_refused():
+    with pytest.raises(rollout.RolloutError, match=r"\[app\]"):
+        rollout.rollout_batches([])
+    with pytest.raises(rollout.RolloutError, match="app_backends"):
+        rollout.rollout_batches("app1")
+    with pytest.raises(rollout.RolloutError, match="unknown instances: app9_8000"):
+        rollout.rollout_batches(fleet(2, 2), not_ready=["app9_8000"])
+
+
+def test_the_filter_raises_an_ansible_error():
+    with pytest.raises(AnsibleFilterError, match="rollout_batch_size"):
+        FILTERS["rollout_batches"](fleet(2, 2), 0)
+
+
+def test_scaled_backends_cuts_only_the_named_weights():
+    backends = [dict(b, weight=w) for b, w in zip(fleet(2, 2), [10, 10, 3, 0])]
+    scaled = rollout.scaled_backends(backends, 25, ["app1_8000", "app2_8000", "app2_8001"])
+    assert [b["weight"] for b in scaled] == [3, 10, 1, 0]
+    assert [b["weight"] for b in backends] == [10, 10, 3, 0]  # input untouched
+    with pytest.raises(rollout.RolloutError, match="slow-start step"):
+        rollout.scaled_backends(backends, 0, [])
+
+
+def test_slow_start_steps():
+    assert rollout.slow_start_steps(0, 4) == [100]
+    assert rollout.slow_start_steps(20, 4) == [25, 50, 75, 100]
+    assert rollout.slow_start_steps(9, 3) == [34, 67, 100]
+    with pytest.raises(rollout.RolloutError, match="rollout_slow_start "):
+        rollout.slow_start_steps(-1, 4)
+    with pytest.raises(rollout.RolloutError, match="rollout_slow_start_steps"):
+        rollout.slow_start_steps(10, 0)
+
+
+def test_report_lists_every_instance_and_batch():
+    before = {"app1_8000": {"version": "1.0.0", "ready": True}, "app2_8000": {"version": "1.0.0", "ready": True}}
+    after = {"app1_8000": {"version": "1.1.0", "ready": True},
+             "app2_8000": {"version": "1.0.0", "ready": False, "reason": "draining"}}
+    lines = rollout.rollout_report(before, after, [
+        {"number": 1, "hosts": ["app1"], "outcome": "upgraded", "seconds": 12.25},
+        {"number": 2, "hosts": ["app2"], "outcome": "rolled back", "seconds": 20},
+    ])
+    assert lines[1].split() == ["app1_8000", "1.0.0", "1.1.0", "yes"]
+    assert lines[2].split()[:4] == ["app2_8000", "1.0.0", "1.0.0", "NO"] and "draining" in lines[2]
+    assert lines[3] == "batch 1 (app1): upgraded in 12.2 s"
+    assert lines[-1] == "total: 32.2 s over 2 batch(es)"
+
+
+def test_apache_members_out_of_service_matches_address_and_port():
+    backends = fleet(2, 2)
+    def member(address, port, status="Init Ok ", drained=False):
+        return {"host": address, "port": str(port), "attributes": {"Status": status},
+                "status": {"drained": drained, "disabled": False}}
+    members = [member("10.0.0.1", 8000), member("10.0.0.1", 8001, drained=True),
+               member("10.0.0.2", 8000, status="Init HcFl "), member("10.0.0.2", 8001)]
+    assert rollout.apache_members_out_of_service(backends, members) == ["app1_8001", "app2_8000"]
+    assert rollout.apache_members_out_of_service(backends, []) == [b["name"] for b in backends]
+
+
+def test_batch_check_uses_readiness_seen_now():
+    backends = fleet(2, 2, 2)
+    batch = rollout.rollout_batches(backends)[1]
+    assert rollout.rollout_batch_check(batch, backends) is batch
+    with pytest.raises(rollout.RolloutError, match=r"batch 2 \(app2\).*app3_8000 not ready now"):
+        rollout.rollout_batch_check(batch, backends, not_ready=["app3_8000"])
