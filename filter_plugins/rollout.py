@@ -183,13 +183,28 @@ def scaled_backends(backends: Any, percent: Any, names: Iterable[str]) -> list[d
     return scaled
 
 
+def _number(name: str, value: Any, whole: bool, minimum: float, example: str) -> Any:
+    """``value`` as a number (numeric strings too: extra vars arrive as strings), at least ``minimum``."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = int(value) if whole else float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, float) and whole and number.is_integer():
+        number = int(number)
+    valid_type = (int,) if whole else (int, float)
+    if isinstance(number, bool) or not isinstance(number, valid_type) or number < minimum or number != number:
+        kind = "a whole number" if whole else "a number"
+        raise RolloutError(f"{name} must be {kind} >= {minimum:g} (such as {example}), got {value!r}")
+    return number
+
+
 def slow_start_steps(seconds: Any, steps: Any) -> list[int]:
     """The weight percentages a returning batch goes through: ``steps`` equal steps up to 100, or just
     [100] when the slow start is off (0 seconds)."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise RolloutError(f"rollout_slow_start must be a number of seconds >= 0, got {seconds!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise RolloutError(f"rollout_slow_start_steps must be a whole number >= 1, got {steps!r}")
+    seconds = _number("rollout_slow_start", seconds, whole=False, minimum=0, example="30")
+    steps = _number("rollout_slow_start_steps", steps, whole=True, minimum=1, example="4")
     if seconds == 0:
         return [100]
     return [math.ceil(100 * step / steps) for step in range(1, steps + 1)]

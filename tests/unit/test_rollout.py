@@ -125,6 +125,9 @@ def test_slow_start_steps():
     assert rollout.slow_start_steps(0, 4) == [100]
     assert rollout.slow_start_steps(20, 4) == [25, 50, 75, 100]
     assert rollout.slow_start_steps(9, 3) == [34, 67, 100]
+    assert rollout.slow_start_steps("6", "3") == [34, 67, 100]  # extra vars arrive as strings
+    with pytest.raises(rollout.RolloutError, match="rollout_slow_start_steps must be a whole number >= 1.*'many'"):
+        rollout.slow_start_steps(10, "many")
     with pytest.raises(rollout.RolloutError, match="rollout_slow_start "):
         rollout.slow_start_steps(-1, 4)
     with pytest.raises(rollout.RolloutError, match="rollout_slow_start_steps"):
