@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import testinfra
+import yaml
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,10 +33,21 @@ def ansible_env() -> dict[str, str]:
     return environment
 
 
-def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run a playbook of the project (path relative to it) against the scenario's hosts."""
+def group_vars() -> dict:
+    """The variables of the scenario's `all` group (molecule.yml's provisioner.inventory.group_vars)."""
+    with open(os.path.join(os.path.dirname(inventory()), "group_vars", "all"), encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900, verbosity: int = 0,
+                 extra_inventory: str | None = None) -> subprocess.CompletedProcess:
+    """Run a playbook of the project (path relative to it) against the scenario's hosts, with
+    `verbosity` -v flags; with `extra_inventory`, an inventory file merged with the scenario's."""
+    verbose = [f"-{'v' * verbosity}"] if verbosity else []
+    extra = ["-i", extra_inventory] if extra_inventory else []
     return subprocess.run(
-        ["ansible-playbook", "-i", inventory(), os.path.join(PROJECT_DIR, playbook), "-e", json.dumps(extra_vars)],
+        ["ansible-playbook", *verbose, "-i", inventory(), *extra, os.path.join(PROJECT_DIR, playbook),
+         "-e", json.dumps(extra_vars)],
         env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False,
     )
 

@@ -58,50 +58,137 @@ def changed(inventory: dict, path: str, value) -> dict:
 
 
 APP1 = "all/children/app/hosts/app1"
+APP2 = "all/children/app/hosts/app2"
+ALL = "all/vars"
+SPEC_FIX = "Set each variable named to a value of the type and choices its role's meta/argument_specs.yml gives"
+SECRET_FIX = "in the inventory (in production from ansible-vault"
 
+# Each bad input: the edits that make it ([path, value] pairs, None deletes) and fragments of the message,
+# which must name the variable and say the fix. site.yml stops on each before contacting any host.
 BAD_INPUTS = {
-    "unknown balancer": ("all/vars/lb_kind", "varnish", ["lb_kind", "nginx, haproxy, apache"]),
-    "app host without ports": (f"{APP1}/app_instance_ports", [], ["app1", "app_instance_ports"]),
-    "port out of range": (f"{APP1}/app_instance_ports", [8000, 70000], ["app_instance_ports", "70000"]),
-    "port 0": (f"{APP1}/app_instance_ports", [0], ["app_instance_ports"]),
-    "duplicate address:port": (f"{APP1}/ansible_host", "192.0.2.12", ["192.0.2.12:8000", "app_address"]),
-    "non-numeric capacity": (f"{APP1}/app_capacity", "lots", ["app_capacity"]),
-    "missing app key": ("all/vars/app_key", None, ["app_key"]),
-    "missing Redis password": ("all/vars/redis_requirepass", None, ["redis_requirepass"]),
-    "missing database password": ("all/vars/postgresql_app_password", None, ["postgresql_app_password"]),
-    "no app hosts": ("all/children/app/hosts", {}, ["app"]),
+    "unknown balancer": ([(f"{ALL}/lb_kind", "varnish")],
+                         ["lb_kind must be one of: nginx, haproxy, apache, got: varnish", SPEC_FIX]),
+    "app host without ports": ([(f"{APP1}/app_instance_ports", [])],
+                               ["app1", "app_instance_ports", "list at least one port"]),
+    "port out of range": ([(f"{APP1}/app_instance_ports", [8000, 70000])],
+                          ["app_instance_ports has 70000", "between 1 and 65535"]),
+    "port 0": ([(f"{APP1}/app_instance_ports", [0])], ["app_instance_ports has 0", "between 1 and 65535"]),
+    "port listed twice on a host": ([(f"{APP1}/app_instance_ports", [8000, 8000])],
+                                    ["app_instance_ports lists port 8000 more than once", "its own port"]),
+    "ports given as a string": ([(f"{APP1}/app_instance_ports", "8000")],
+                                ["app_instance_ports must be a list of ports such as [8000, 8001]"]),
+    "duplicate address:port": ([(f"{APP1}/ansible_host", "192.0.2.12")],
+                               ["192.0.2.12:8000", "set app_address to each host's own address"]),
+    "non-numeric capacity": ([(f"{APP1}/app_capacity", "lots")],
+                             ["argument 'app_capacity' is of type str and we were unable to convert to float", SPEC_FIX]),
+    "negative capacity": ([(f"{APP1}/app_capacity", -1)], ["app_capacity must be a finite number >= 0", "got -1"]),
+    "every capacity 0": ([(f"{APP1}/app_capacity", 0), (f"{APP2}/app_capacity", 0)],
+                         ["every backend has capacity 0", "give at least one a positive capacity"]),
+    "missing app key": ([(f"{ALL}/app_key", None)], ["app_key (the app's session signing key) is not set", SECRET_FIX]),
+    "short app key": ([(f"{ALL}/app_key", "short")], ["app_key must be at least 32 characters"]),
+    "missing vault secret": ([(f"{ALL}/app_key", "{{ vault_app_key }}")],
+                             ["app_key (the app's session signing key) is not set, or is set to a variable that is not "
+                              "defined, such as a vault variable", "--ask-vault-pass or --vault-id"]),
+    "missing Redis password": ([(f"{ALL}/redis_requirepass", None)],
+                               ["redis_requirepass (the Redis password) is not set", SECRET_FIX]),
+    "missing database password": ([(f"{ALL}/postgresql_app_password", None)],
+                                  ["postgresql_app_password (the app's database password) is not set", SECRET_FIX]),
+    "no app hosts": ([("all/children/app/hosts", {})], ["no hosts in group 'app'", "needs lb, app, redis and db"]),
+    "no database host": ([("all/children/db/hosts", {})], ["no hosts in group 'db'", "needs lb, app, redis and db"]),
+    "version not PEP 440": ([(f"{ALL}/app_version", "latest")],
+                            ["app_version must name a release", "normalised PEP 440 version such as \"1.0.0\"",
+                             "got \"latest\""]),
+    "version not quoted": ([(f"{ALL}/app_version", 1.0)], ["app_version must name a release as a quoted", "(float)"]),
+    "version that does not exist": ([(f"{ALL}/app_version", "9.9.9"), (f"{ALL}/app_build_from_source", False)],
+                                    ["app_version 9.9.9 does not exist on the controller",
+                                     "ansible-playbook playbooks/build_release.yml -e app_version=9.9.9"]),
+    "source to build from missing": ([(f"{ALL}/app_source_dir", "/nonexistent/app")],
+                                     ["cannot be built: app_source_dir (/nonexistent/app) has no pyproject.toml",
+                                      "Set app_source_dir to the service's source tree"]),
+    "unknown app environment": ([(f"{ALL}/app_env", "prod")],
+                                ["app_env must be one of: production, staging, testing, development, local", SPEC_FIX]),
+    "database pool max below min": ([(f"{ALL}/app_db_pool_min", 5), (f"{ALL}/app_db_pool_max", 1)],
+                                    ["app_db_pool_max (1) must be at least app_db_pool_min (5)"]),
+    "extra env replacing a role variable": ([(f"{ALL}/app_extra_env", {"APP_KEY": "x"})],
+                                            ["app_extra_env sets APP_KEY", "set those instead"]),
+    "Redis port 0": ([(f"{ALL}/redis_port", 0)], ["redis_port must be a TCP port between 1 and 65535, got 0"]),
+    "too few Redis databases": ([(f"{ALL}/redis_databases", 2)],
+                                ["redis_databases is 2", "set it to at least 4"]),
+    "database name not an identifier": ([(f"{ALL}/postgresql_app_database", "Inventory-DB")],
+                                        ["postgresql_app_database (Inventory-DB)", "must be lowercase PostgreSQL identifiers"]),
+    "balancer HTTP port 0": ([(f"{ALL}/lb_http_port", 0)],
+                             ["lb_http_port (0) and lb_https_port (443) must be TCP ports between 1 and 65535"]),
+    "same HTTP and HTTPS port": ([(f"{ALL}/lb_https_port", 80)],
+                                 ["lb_http_port and lb_https_port are both 80", "give HTTPS its own port"]),
+    "own certificate not given": ([(f"{ALL}/lb_tls_self_signed", False)],
+                                  ["lb_tls_self_signed is false, so set lb_tls_certificate_src and lb_tls_private_key_src"]),
+    "draining an unknown backend": ([(f"{ALL}/lb_drained_backends", ["app9_8000"])],
+                                    ["lb_drained_backends names app9_8000", "use <host>_<port> names from app1_8000"]),
 }
+
+
+def with_edits(edits: list) -> dict:
+    inventory = GOOD_INVENTORY
+    for path, value in edits:
+        inventory = changed(inventory, path, value)
+    return inventory
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
 def test_bad_input_stops_site_before_any_host_is_contacted(tmp_path, case):
-    path, value, words = BAD_INPUTS[case]
-    result = run(tmp_path, changed(GOOD_INVENTORY, path, value))
+    edits, fragments = BAD_INPUTS[case]
+    result = run(tmp_path, with_edits(edits))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "UNREACHABLE" not in output, output[-3000:]
-    for word in words:
-        assert word in output, (word, output[-3000:])
+    for fragment in fragments:
+        assert fragment in output, (fragment, output[-3000:])
 
 
-def test_a_good_inventory_passes_the_checks_and_only_then_meets_the_hosts(tmp_path):
+def test_a_good_inventory_passes_the_checks_and_stops_when_the_hosts_do_not_answer(tmp_path):
+    """Every host is tried, and the run stops naming each silent one, before any play changes a host."""
     result = run(tmp_path, GOOD_INVENTORY)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Check each host's variables against its roles' argument specs" in output
-    assert "UNREACHABLE" in output, output[-3000:]
+    assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
+    for host, address in [("lb1", "192.0.2.10"), ("app1", "192.0.2.11"), ("db1", "192.0.2.14")]:
+        assert f"{host} ({address}: " in output
+    assert "Fix the connection to each" in output
+    assert "Prepare every host" not in output
 
 
-@pytest.mark.parametrize(
-    ("extra", "words"),
-    [(["-e", "rollout_on_failure=pray"], ["rollout_on_failure", "rollback_batch"]),
-     (["-e", "rollout_batch_size=0"], ["rollout_batch_size"]),
-     (["-e", "app_version=1.0.0", "-e", "lb_kind=squid"], ["lb_kind"])],
-)
-def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_path, extra, words):
-    inventory = changed(GOOD_INVENTORY, "all/children/app/hosts/app1/ansible_connection", "local")
-    result = run(tmp_path, inventory, "playbooks/rolling_deploy.yml", *extra)
+# The rolling deploy: its settings, then the inventory it shares with site.yml.
+BAD_DEPLOYS = {
+    "unknown failure policy": (["-e", "rollout_on_failure=pray"],
+                               ["rollout_on_failure must be one of: rollback_batch, rollback_all"]),
+    "batch size 0": (["-e", "rollout_batch_size=0"], ["rollout_batch_size must be a whole number >= 1"]),
+    "batch size over 100%": (["-e", "rollout_batch_size=150%"],
+                             ["rollout_batch_size '150%' must be a percentage above 0% and at most 100%"]),
+    "negative slow start": (["-e", "rollout_slow_start=-5"], ["rollout_slow_start must be"]),
+    "unknown balancer": (["-e", "lb_kind=squid"], ["lb_kind must be one of: nginx, haproxy, apache", SPEC_FIX]),
+    "version not PEP 440": (["-e", "app_version=banana"], ["app_version must name a release", "got \"banana\""]),
+    "version that does not exist": (["-e", "app_version=9.9.9", "-e", "app_build_from_source=false"],
+                                    ["app_version 9.9.9 does not exist on the controller",
+                                     "ansible-playbook playbooks/build_release.yml -e app_version=9.9.9"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DEPLOYS, ids=list(BAD_DEPLOYS))
+def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_path, case):
+    extra, fragments = BAD_DEPLOYS[case]
+    result = run(tmp_path, GOOD_INVENTORY, "playbooks/rolling_deploy.yml", *extra)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    for word in words:
-        assert word in output, (word, output[-3000:])
+    assert "UNREACHABLE" not in output, output[-3000:]
+    for fragment in fragments:
+        assert fragment in output, (fragment, output[-3000:])
+
+
+def test_a_deploy_with_two_balancers_stops_naming_the_lb_group(tmp_path):
+    inventory = changed(GOOD_INVENTORY, "all/children/lb/hosts/lb2", {"ansible_host": "192.0.2.15"})
+    result = run(tmp_path, inventory, "playbooks/rolling_deploy.yml")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "UNREACHABLE" not in output, output[-3000:]
+    assert "the lb group holds 2 host(s): run it against an inventory with one host in [lb]" in output

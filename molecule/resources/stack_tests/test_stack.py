@@ -95,16 +95,6 @@ def test_https_serves_the_certificate_the_role_installed(host):
     assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(installed)
 
 
-def test_https_refuses_tls_1_1():
-    context = insecure_tls()
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
-    context.set_ciphers("ALL:@SECLEVEL=0")
-    with pytest.raises((ssl.SSLError, ConnectionResetError)):
-        with context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", HTTPS_PORT), timeout=5)):
-            pass
-
-
 def test_health_answers_through_the_balancer_with_the_app_contract():
     status, _, body = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health")
     health = json.loads(body)
@@ -116,23 +106,6 @@ def test_health_answers_through_the_balancer_with_the_app_contract():
 def test_the_balancer_answers_its_own_liveness():
     status, _, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/lb-health")
     assert status == 200
-
-
-def test_metrics_are_refused_outside_the_allowlist():
-    app1 = lab_host("app1")
-    probe = (
-        "import urllib.request, urllib.error\n"
-        "try:\n"
-        f"    print(urllib.request.urlopen('http://{PREFIX}-lb1/health/metrics', timeout=5).status)\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    print(e.code)\n"
-    )
-    assert app1.check_output("python3 -c %s", probe) == "403"
-
-
-def test_metrics_answer_on_the_balancer_host_itself(host):
-    probe = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1/health/metrics', timeout=5).status)"
-    assert host.check_output("python3 -c %s", probe) == "200"
 
 
 def test_the_live_balancer_config_passes_its_checker(host):
@@ -166,7 +139,8 @@ def test_redis_answers_an_app_host_with_the_password():
 
 
 def test_redis_refuses_a_host_outside_the_app_group():
-    assert redis_reply("lb1", "PING").startswith("refused:")
+    """Refused by the firewall (a reset), not for a name that does not resolve or a timeout."""
+    assert redis_reply("lb1", "PING") == "refused: ConnectionRefusedError"
 
 
 def test_postgresql_refuses_a_host_that_is_not_an_app_host():

@@ -1,0 +1,90 @@
+"""Bad input on a running stack stops site.yml and the rolling deploy before any host changes: an app
+host that does not answer, and a version that does not exist. The service keeps running as it was: the
+same instance processes, the same balancer config, the same version, and every recap says changed=0.
+Runs before test_stack.py and test_upgrade.py (file order) and leaves the stack as converged."""
+
+import os
+import re
+
+import pytest
+
+from testlib import container, run_playbook
+
+KIND = os.environ["STACK_LB_KIND"]
+PREFIX = f"s{KIND[0]}"
+LB_HOST = f"{PREFIX}-lb1"
+APP_HOSTS = [f"{PREFIX}-app1", f"{PREFIX}-app2"]
+PORTS = [8000, 8001]
+BALANCER_CONFIG = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/haproxy.cfg",
+                   "apache": "/etc/apache2/sites-available/rollgate.conf"}[KIND]
+# An app host on a TEST-NET address (RFC 5737): nothing answers there.
+SILENT_HOST = f"{PREFIX}-app9"
+MISSING_VERSION = "999.0.0"
+
+testinfra_hosts = [LB_HOST]
+
+
+def service_state() -> dict:
+    """What a run that changed nothing leaves as it was: each instance's main PID and version, and the
+    balancer's config."""
+    state = {}
+    for app_host in APP_HOSTS:
+        host = container(app_host)
+        for port in PORTS:
+            pid = host.check_output(f"systemctl show --property=MainPID --value inventory@{port}.service")
+            version = host.check_output(
+                f"curl -s -m 5 http://127.0.0.1:{port}/health/readiness | python3 -c "
+                "'import json, sys; print(json.load(sys.stdin).get(\"version\"))'")
+            state[f"{app_host}:{port}"] = (pid, version)
+    state["balancer config"] = container(LB_HOST).check_output(f"sha256sum {BALANCER_CONFIG}").split()[0]
+    return state
+
+
+def changed_counts(output: str) -> dict[str, int]:
+    """changed=N of each host in the PLAY RECAP."""
+    return {host: int(count) for host, count in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+@pytest.fixture
+def silent_app_host(tmp_path):
+    """A second inventory file that adds an app host which never answers."""
+    path = tmp_path / "silent_host.yml"
+    path.write_text(
+        "app:\n  hosts:\n"
+        f"    {SILENT_HOST}:\n"
+        "      ansible_connection: ssh\n"
+        "      ansible_host: 192.0.2.21\n"
+        "      ansible_ssh_common_args: -o ConnectTimeout=3\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "playbooks/rolling_deploy.yml"])
+def test_an_unreachable_host_stops_the_run_before_any_host_changes(silent_app_host, playbook):
+    before = service_state()
+    result = run_playbook(playbook, {}, timeout=600, extra_inventory=silent_app_host)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"did not answer, so no host was changed: {SILENT_HOST} (192.0.2.21" in output, output[-4000:]
+    assert "Fix the connection to each" in output
+    counts = changed_counts(result.stdout)
+    assert set(APP_HOSTS + [LB_HOST]) <= set(counts), result.stdout[-3000:]
+    assert set(counts.values()) == {0}, counts
+    assert service_state() == before
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "playbooks/rolling_deploy.yml"])
+def test_a_version_that_does_not_exist_stops_the_run_before_any_host_changes(playbook):
+    wheelhouse = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))), "build", "wheels", MISSING_VERSION)
+    assert not os.path.exists(wheelhouse), f"{wheelhouse} exists: pick another MISSING_VERSION"
+    before = service_state()
+    result = run_playbook(playbook, {"app_version": MISSING_VERSION, "app_build_from_source": False}, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"app_version {MISSING_VERSION} does not exist on the controller" in output, output[-4000:]
+    assert f"playbooks/build_release.yml -e app_version={MISSING_VERSION}" in output
+    assert set(changed_counts(result.stdout).values()) == {0}
+    assert service_state() == before
+    for app_host in APP_HOSTS:
+        assert not container(app_host).file(f"/opt/inventory/releases/{MISSING_VERSION}").exists

@@ -1,0 +1,331 @@
+"""A whole stack's security properties, each checked the way an attacker or a careless operator would
+meet it: TLS as a client negotiates it, the allowlist from a host outside it, the session cookie as the
+login sets it, the secrets where they could leak (files, Ansible's output, the logs).
+
+Runs in every stack scenario (STACK_LB_KIND names the balancer); the Redis and PostgreSQL network
+refusals and the missing-CSRF-token write are in test_stack.py. The secrets are the scenario's own
+group_vars, never copies of them.
+"""
+
+import http.cookiejar
+import http.cookies
+import json
+import os
+import re
+import shlex
+import socket
+import ssl
+import urllib.request
+
+import pytest
+
+from testlib import container, fetch, group_vars, insecure_tls, run_playbook
+
+KIND = os.environ["STACK_LB_KIND"]
+HTTP_PORT = int(os.environ["STACK_HTTP_PORT"])
+HTTPS_PORT = int(os.environ["STACK_HTTPS_PORT"])
+PREFIX = f"s{KIND[0]}"
+HOSTS = ["lb1", "app1", "app2", "redis1", "db1"]
+APP_HOSTS = ["app1", "app2"]
+APP_UNITS = "inventory@*.service"
+SECRET_NAMES = ["app_key", "redis_requirepass", "postgresql_app_password", "app_admin_password"]
+METRICS_PATHS = ["/health/detailed", "/health/metrics", "/metrics"]
+# The same paths spelled otherwise: a balancer matching the raw path would let them through.
+METRICS_PATH_VARIANTS = ["//metrics", "/health//metrics", "/%6detrics", "/health/%6detrics", "/metrics/"]
+# TLS 1.2 suites a strong configuration refuses, each weak in its own way; all offered by OpenSSL 3's
+# client at security level 0 (3DES and RC4 are not compiled in any more).
+WEAK_TLS12_SUITES = {
+    "AES128-SHA": "RSA key exchange, CBC, SHA-1",
+    "ECDHE-RSA-AES128-SHA": "CBC with SHA-1",
+    "ECDHE-RSA-AES256-SHA384": "CBC with SHA-384",
+    "AES128-GCM-SHA256": "RSA key exchange, no forward secrecy",
+    "DHE-RSA-AES128-GCM-SHA256": "finite-field Diffie-Hellman",
+}
+# What a server alert looks like in Python's ssl (the reason of the client's SSLError).
+SERVER_ALERT = re.compile(r"^(SSLV3|TLSV1)_ALERT_")
+
+VARS = group_vars()
+SECRETS = {name: VARS[name] for name in SECRET_NAMES}
+ADMIN = {"username": VARS.get("app_admin_username", "admin"), "password": VARS["app_admin_password"]}
+
+
+def lab_host(name: str):
+    return container(f"{PREFIX}-{name}")
+
+
+def leaked(text: str) -> list[str]:
+    """The names of the secrets whose values appear in `text`."""
+    return [name for name, value in SECRETS.items() if value in text]
+
+
+def grep_secrets() -> str:
+    """grep's arguments that match any secret value, for a shell command line."""
+    return " ".join(f"-e {shlex.quote(value)}" for value in SECRETS.values())
+
+
+def test_the_scenario_has_every_secret_set():
+    """The leak checks below look for these values: an empty one would match everywhere or nowhere."""
+    assert all(isinstance(value, str) and len(value) >= 8 for value in SECRETS.values()), sorted(SECRETS)
+
+
+# --- Metrics and detailed health: only the allowlist, through the balancer ---------------------------
+
+PROBE = (
+    "import ssl, sys, urllib.request, urllib.error\n"
+    "try:\n"
+    "    response = urllib.request.urlopen(sys.argv[1], timeout=5, context=ssl._create_unverified_context())\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    response = e\n"
+    "print(response.status, response.headers.get('X-Instance', '-'))\n"
+)
+
+
+def answer_to(host_name: str, url: str) -> tuple[int, str]:
+    """The HTTP status `url` answers to a client on `host_name` (certificates not checked), and the app
+    instance that answered ('-' when the balancer answered itself)."""
+    status, instance = lab_host(host_name).check_output("python3 -c %s %s", PROBE, url).split()
+    return int(status), instance
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("path", METRICS_PATHS)
+def test_metrics_are_refused_outside_the_allowlist(scheme, path):
+    """An app host is outside the balancer's allowlist: the balancer itself refuses (the app, which refuses
+    such clients too, never sees the request), while other paths reach the app."""
+    assert answer_to("app1", f"{scheme}://{PREFIX}-lb1/health/readiness")[0] == 200
+    assert answer_to("app1", f"{scheme}://{PREFIX}-lb1{path}") == (403, "-")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("path", METRICS_PATHS)
+def test_metrics_answer_inside_the_allowlist(scheme, path):
+    """The balancer host itself (127.0.0.1) is allowlisted: the same paths reach the app and answer."""
+    status, instance = answer_to("lb1", f"{scheme}://127.0.0.1{path}")
+    assert status == 200 and instance != "-"
+
+
+@pytest.mark.parametrize("path", METRICS_PATH_VARIANTS)
+def test_metrics_are_not_reached_by_another_spelling_of_the_path(path):
+    assert answer_to("app1", f"https://{PREFIX}-lb1{path}")[0] != 200
+
+
+# --- TLS: 1.2 and later, ECDHE with AEAD ciphers only --------------------------------------------------
+
+def tls_client(version: ssl.TLSVersion, ciphers: str = "ALL") -> ssl.SSLContext:
+    """A client offering exactly `version` and `ciphers`, at OpenSSL security level 0 so that it can offer
+    what a strong server must refuse."""
+    context = insecure_tls()
+    context.minimum_version = version
+    context.maximum_version = version
+    context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    return context
+
+
+def handshake(context: ssl.SSLContext) -> tuple[str, str]:
+    """(protocol, cipher) of a handshake with the balancer's published HTTPS port."""
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            return tls.version(), tls.cipher()[0]
+
+
+def refusal(context: ssl.SSLContext) -> str:
+    """The alert with which the server refused the handshake. A handshake that succeeds fails the test;
+    one the client could not even start is raised, since it says nothing about the server."""
+    try:
+        protocol, cipher = handshake(context)
+    except ssl.SSLError as error:
+        if SERVER_ALERT.match(error.reason or ""):
+            return error.reason
+        raise
+    pytest.fail(f"the balancer accepted {protocol} with {cipher}")
+
+
+def is_ecdhe_aead(cipher: dict) -> bool:
+    return cipher["kea"] == "kx-ecdhe" and cipher["aead"]
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["TLSv1.0", "TLSv1.1"])
+def test_tls_before_1_2_is_refused(version):
+    """Refused for the protocol itself, not only for want of a shared cipher."""
+    assert refusal(tls_client(version)) == "TLSV1_ALERT_PROTOCOL_VERSION"
+
+
+@pytest.mark.parametrize("suite", sorted(WEAK_TLS12_SUITES), ids=lambda suite: f"{suite} ({WEAK_TLS12_SUITES[suite]})")
+def test_tls_1_2_refuses_a_weak_cipher(suite):
+    assert refusal(tls_client(ssl.TLSVersion.TLSv1_2, suite))
+
+
+def test_tls_1_2_accepts_only_ecdhe_aead_ciphers():
+    """Every TLS 1.2 suite the client can offer, one at a time: the balancer takes only ECDHE with AEAD."""
+    offered = [cipher for cipher in tls_client(ssl.TLSVersion.TLSv1_2).get_ciphers() if cipher["protocol"] != "TLSv1.3"]
+    accepted = []
+    for cipher in offered:
+        try:
+            handshake(tls_client(ssl.TLSVersion.TLSv1_2, cipher["name"]))
+        except ssl.SSLError:
+            # Refused by the balancer, or a suite the client cannot offer alone (PSK, SRP).
+            continue
+        accepted.append(cipher)
+    assert accepted, f"no TLS 1.2 suite of {len(offered)} offered was accepted"
+    assert [cipher["name"] for cipher in accepted if not is_ecdhe_aead(cipher)] == []
+
+
+def test_a_default_tls_1_2_client_negotiates_an_ecdhe_aead_cipher():
+    context = insecure_tls()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    protocol, cipher = handshake(context)
+    assert protocol == "TLSv1.2"
+    assert [is_ecdhe_aead(c) for c in context.get_ciphers() if c["name"] == cipher] == [True], cipher
+
+
+# --- Response headers and the session cookie ----------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/health/liveness", "/lb-health", "/no-such-page", "/metrics"],
+                         ids=["app", "balancer", "not-found", "allowlisted-or-refused"])
+def test_https_responses_carry_the_security_headers(path):
+    """On the app's answers and on the balancer's own, over HTTPS where HSTS applies."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()))
+    _, headers, _ = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}{path}")
+    hsts = re.search(r"max-age=(\d+)", headers.get("Strict-Transport-Security", ""))
+    assert hsts and int(hsts.group(1)) >= 180 * 86400, headers.get("Strict-Transport-Security")
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    assert headers.get("X-Frame-Options") == "DENY" or "frame-ancestors 'none'" in headers.get(
+        "Content-Security-Policy", "")
+    assert headers.get("Content-Security-Policy")
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_the_session_cookie_is_secure_httponly_and_samesite(scheme):
+    port = HTTPS_PORT if scheme == "https" else HTTP_PORT
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()))
+    status, headers, body = fetch(opener, f"{scheme}://127.0.0.1:{port}/auth/login", ADMIN)
+    assert status == 200, body
+    set_cookies = headers.get_all("Set-Cookie") or []
+    assert len(set_cookies) == 1, set_cookies
+    [(name, cookie)] = http.cookies.SimpleCookie(set_cookies[0]).items()
+    assert cookie["secure"] is True, set_cookies[0]
+    assert cookie["httponly"] is True, set_cookies[0]
+    assert cookie["samesite"].lower() in ("lax", "strict"), set_cookies[0]
+
+
+def login() -> tuple[urllib.request.OpenerDirector, str]:
+    """A client with a session of its own (cookie jar) and that session's CSRF token."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()),
+                                         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    status, _, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/auth/login", ADMIN)
+    assert status == 200, body
+    return opener, json.loads(body)["csrf_token"]
+
+
+def test_a_write_with_another_sessions_csrf_token_is_refused():
+    """The token is bound to its session: an attacker's own valid token does not open the victim's.
+    (The service has no Origin check: the token is its CSRF defence.)"""
+    victim, victim_token = login()
+    _, attacker_token = login()
+    assert attacker_token != victim_token
+    item = {"sku": f"CSRF-{KIND}-{os.getpid()}", "name": "x", "quantity": 1, "location": "A1", "unit_price": "1.00"}
+    status, _, body = fetch(victim, f"https://127.0.0.1:{HTTPS_PORT}/items", item, {"X-CSRF-Token": attacker_token})
+    assert status == 403, body
+
+
+# --- Secrets at rest -----------------------------------------------------------------------------------
+
+def app_environment_files(host) -> list[str]:
+    """The environment files systemd reads for the app's instances (EnvironmentFiles= of each unit)."""
+    units = host.check_output(f"systemctl list-units --plain --no-legend --all '{APP_UNITS}'").split()
+    listed = [word for word in units if word.endswith(".service")]
+    assert listed, "no app instance unit"
+    files = set()
+    for unit in listed:
+        for line in host.check_output(f"systemctl show --property=EnvironmentFiles --value {unit}").splitlines():
+            files.add(line.split(" (")[0])
+    return sorted(files)
+
+
+def closed_to_others(host, path: str) -> None:
+    """No access for other users and no writing by the group, by the mode and in fact: an unprivileged
+    user cannot read it."""
+    mode = host.file(path).mode
+    assert mode & 0o027 == 0, f"{path} has mode {oct(mode)}"
+    attempt = host.run("runuser -u nobody -- cat %s", path)
+    assert attempt.rc != 0 and "Permission denied" in attempt.stderr, f"nobody reads {path}: {attempt.stderr}"
+
+
+@pytest.mark.parametrize("name", APP_HOSTS)
+def test_the_app_environment_files_holding_secrets_are_closed_to_others(name):
+    host = lab_host(name)
+    files = app_environment_files(host)
+    holding = [path for path in files if leaked(host.file(path).content_string)]
+    assert holding, f"none of {files} holds the app's secrets"
+    for path in holding:
+        closed_to_others(host, path)
+        # Only root writes it: the service's user could otherwise change its own settings.
+        assert host.file(path).user == "root"
+
+
+def files_holding(host, directory: str, secret: str) -> list[str]:
+    return host.check_output("grep -rlF -e %s %s || true", secret, directory).split()
+
+
+def test_the_redis_configuration_holding_the_password_is_closed_to_others():
+    host = lab_host("redis1")
+    holding = files_holding(host, "/etc/redis", SECRETS["redis_requirepass"])
+    assert holding, "no file under /etc/redis holds redis_requirepass"
+    for path in holding:
+        closed_to_others(host, path)
+
+
+def test_postgresql_keeps_the_app_password_only_as_a_scram_verifier():
+    """No configuration file needs the password: the server holds a SCRAM verifier, not the password."""
+    host = lab_host("db1")
+    assert files_holding(host, "/etc/postgresql", SECRETS["postgresql_app_password"]) == []
+    verifier = host.check_output(
+        "runuser -u postgres -- psql -XtAc %s",
+        f"select rolpassword from pg_authid where rolname = '{VARS.get('postgresql_app_user', 'inventory')}'")
+    assert verifier.startswith("SCRAM-SHA-256$"), verifier[:14]
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_no_file_readable_by_everyone_holds_a_secret(name):
+    """Anywhere a service or an operator writes, not only where the roles mean to: a stray copy, a backup
+    left by a template, a log."""
+    host = lab_host(name)
+    found = host.check_output(
+        "find /etc /opt /srv /var /run /tmp /root /home -xdev -type f -perm -o=r -size -20M -print0 2>/dev/null"
+        f" | xargs -0 -r grep -lF {grep_secrets()} || true")
+    assert found.split() == []
+
+
+# --- Secrets in Ansible's output and in the logs ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site_run():
+    """site.yml once more against the converged scenario, verbosely (-v shows every task's result)."""
+    return run_playbook("site.yml", {}, verbosity=1)
+
+
+def test_site_converges_again_verbosely(site_run):
+    assert site_run.returncode == 0, site_run.stdout[-4000:] + site_run.stderr[-2000:]
+    assert "PLAY RECAP" in site_run.stdout
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_no_secret_in_ansible_output(site_run, stream):
+    assert leaked(getattr(site_run, stream)) == []
+
+
+@pytest.mark.parametrize("name", APP_HOSTS)
+def test_no_secret_in_the_app_journal(name):
+    journal = lab_host(name).check_output(f"journalctl --no-pager --output=cat --unit '{APP_UNITS}'")
+    assert journal.strip(), "the app's units logged nothing: the check would see nothing"
+    assert leaked(journal) == []
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_no_secret_in_any_log(name):
+    """The whole journal (Ansible's modules log their arguments there) and /var/log."""
+    host = lab_host(name)
+    journal = host.check_output("journalctl --no-pager --output=cat")
+    assert leaked(journal) == []
+    assert host.check_output(f"grep -rlaF {grep_secrets()} /var/log || true").split() == []
