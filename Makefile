@@ -8,13 +8,14 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site deploy status down test lint unit app-test molecule services
+.PHONY: help up bootstrap lab site deploy status down faults test lint unit app-test molecule services
 
 help:
-	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml)"
+	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it"
 	@echo "make test      everything CI checks: lint, unit tests, app tests, molecule scenarios"
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
+	@echo "make faults    the fault suite under load on the lab, per balancer (figures, not a test)"
 	@echo "make down      remove the lab hosts and their network"
 
 ## The lab ---------------------------------------------------------------------------------
@@ -22,7 +23,13 @@ help:
 bootstrap:
 	@bash scripts/bootstrap.sh all
 
+# make up APP_HOSTS=N: a lab of N app hosts (inventories/lab/hosts.py), kept for the commands after it.
+APP_HOSTS ?=
+
 lab: bootstrap
+	@if [ -n "$(APP_HOSTS)" ]; then \
+	    ROLLGATE_APP_HOSTS="$(APP_HOSTS)" python3 inventories/lab/hosts.py > /dev/null && \
+	    mkdir -p .cache && echo "$(APP_HOSTS)" > .cache/lab-app-hosts; fi
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 
 site:
@@ -37,6 +44,10 @@ deploy:
 
 status:
 	ansible-playbook -i $(INVENTORY) playbooks/status.yml
+
+# Faults under load on the lab (scripts/bench/faults.py): FAULTS_ARGS="--kinds nginx --faults kill_instance".
+faults:
+	python scripts/bench/faults.py $(FAULTS_ARGS)
 
 down:
 	@bash scripts/bootstrap.sh venv
@@ -55,7 +66,7 @@ lint:
 # balancers are installed here (never started) so the generator's checkers really run.
 unit:
 	@bash scripts/install-checkers.sh
-	pytest tests -q
+	pytest tests -q -n auto
 
 services:
 	@bash scripts/test-services.sh start

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""The local lab's hosts: lb1 (group lb), app1..appN (group app), redis1 (group redis), db1 (group db).
+
+N, the number of app hosts, is a setting of the lab: `make up APP_HOSTS=20` writes it to
+.cache/lab-app-hosts, which every later command reads (make deploy, make status, make down); the
+environment variable ROLLGATE_APP_HOSTS overrides it for one command. Default: 2.
+
+Every host has a fixed number, its address in the lab network (.10 + number): lb1 0, redis1 1, db1 2,
+appK 2 + K, so that resizing the lab never moves (nor recreates) a host that stays.
+
+With more than two app hosts, the hosts get uneven capacities (app_capacity 1 to 4, in a fixed
+pattern), as a fleet of mixed machines has; with two, app_capacity stays unset (the vCPU count).
+Variables that do not depend on N live in group_vars/ and host_vars/ beside this script.
+
+An Ansible inventory script: --list prints the groups and every host's variables, --host prints {}.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_APP_HOSTS = 2
+MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
+SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
+UNEVEN_CAPACITIES = (4, 2, 1, 3, 2, 4, 3, 1)
+
+
+def app_host_count() -> int:
+    """ROLLGATE_APP_HOSTS, else the size file, else the default; exits naming the setting when bad."""
+    source, text = "ROLLGATE_APP_HOSTS", os.environ.get("ROLLGATE_APP_HOSTS", "").strip()
+    if not text and SIZE_FILE.is_file():
+        source, text = str(SIZE_FILE), SIZE_FILE.read_text(encoding="utf-8").strip()
+    if not text:
+        return DEFAULT_APP_HOSTS
+    if not text.isdigit() or not 1 <= int(text) <= MAX_APP_HOSTS:
+        sys.exit(f"lab inventory: APP_HOSTS (from {source}) must be a whole number from 1 to {MAX_APP_HOSTS}, "
+                 f"got {text!r}: run make up APP_HOSTS=N with such a number")
+    return int(text)
+
+
+def inventory(app_hosts: int) -> dict:
+    names = [f"app{number}" for number in range(1, app_hosts + 1)]
+    hostvars: dict[str, dict] = {"lb1": {"lab_host_number": 0}, "redis1": {"lab_host_number": 1},
+                                 "db1": {"lab_host_number": 2}}
+    for index, name in enumerate(names):
+        hostvars[name] = {"lab_host_number": 3 + index}
+        if app_hosts > 2:
+            hostvars[name]["app_capacity"] = UNEVEN_CAPACITIES[index % len(UNEVEN_CAPACITIES)]
+    return {
+        "lb": {"hosts": ["lb1"]},
+        "app": {"hosts": names},
+        "redis": {"hosts": ["redis1"]},
+        "db": {"hosts": ["db1"]},
+        "_meta": {"hostvars": hostvars},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--host":
+        print("{}")
+        return 0
+    print(json.dumps(inventory(app_host_count()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
