@@ -353,6 +353,9 @@ class Worker(threading.Thread):
             body = json.dumps(plan.payload).encode()
         record: dict[str, Any] = {"t": round(due.unix, 6), "kind": plan.kind, "op": plan.op,
                                   "status": None, "error": None, "instance": None, "retried": False}
+        if plan.kind == "write":
+            # An audit matches the movements stored in the database with the keys the client sent.
+            record["key"] = headers["Idempotency-Key"]
         send_started = time.monotonic()
         record["queue_ms"] = round((send_started - due.monotonic) * 1000, 3)
         while True:

@@ -6,6 +6,9 @@
 For each balancer kind: `site.yml -e lb_kind=KIND` sets the lab up, then three cases run under the load
 of loadgen.py (started, given --steady seconds, the playbook, --after seconds more, then stopped):
 
+- control: site.yml again on the lab as it is (nothing to change): the load's latency while Ansible
+           keeps the machine as busy as a deploy does, without any deploy (runs first, so the lab is
+           still on the release site.yml set up);
 - rolling: playbooks/rolling_deploy.yml to a new version (expected to succeed);
 - naive:   scripts/bench/naive_restart.yml to another version, a plain serial restart (the baseline);
 - failing: rolling_deploy.yml to a version whose readiness never passes (app_fail_readiness=true):
@@ -52,7 +55,7 @@ ROLLING_PLAYBOOK = "playbooks/rolling_deploy.yml"
 NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
 SITE_PLAYBOOK = "site.yml"
 KINDS = ("nginx", "haproxy", "apache")
-CASES = ("rolling", "naive", "failing")
+CASES = ("control", "rolling", "naive", "failing")
 LOADGEN_START_TIMEOUT = 120.0
 LOG_TAIL_LINES = 25
 
@@ -81,9 +84,14 @@ def case_versions(run_id: int, kind_index: int) -> dict[str, str]:
 
 def build_cases(names: Sequence[str], versions: dict[str, str], common_vars: dict[str, Any]) -> list[Case]:
     """The cases to run, in the order of ``names``, each with its version and extra vars."""
-    playbooks = {"rolling": ROLLING_PLAYBOOK, "naive": NAIVE_PLAYBOOK, "failing": ROLLING_PLAYBOOK}
+    playbooks = {"control": SITE_PLAYBOOK, "rolling": ROLLING_PLAYBOOK, "naive": NAIVE_PLAYBOOK,
+                 "failing": ROLLING_PLAYBOOK}
     cases = []
     for name in names:
+        if name == "control":
+            # site.yml on the lab as it is: Ansible as busy as during a deploy, but nothing changes.
+            cases.append(Case(name, SITE_PLAYBOOK, "", dict(common_vars), expect_success=True))
+            continue
         extra_vars = {**common_vars, "app_version": versions[name]}
         if name == "failing":
             extra_vars["app_fail_readiness"] = True
@@ -452,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handle_signals()
     try:
         if args.prebuild:
-            all_versions = [versions[kind][name] for kind in args.kinds for name in args.cases]
+            all_versions = [versions[kind][name] for kind in args.kinds for name in args.cases if name != "control"]
             if all_versions:
                 prebuild(all_versions, args, work_dir)
         for kind in args.kinds:

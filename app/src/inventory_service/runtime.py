@@ -20,7 +20,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from . import repository
 from .cache import ItemCache
@@ -34,6 +35,10 @@ from .sessions import SessionStore
 log = logging.getLogger(__name__)
 
 DEPENDENCY_TIMEOUT = 2.0
+# The session store's retries of a refused Redis connection: base * 2**n seconds apart, at most cap.
+REDIS_RETRIES = 5
+REDIS_RETRY_BASE = 0.05
+REDIS_RETRY_CAP = 0.5
 POOL_TIMEOUT = 3.0
 STARTUP_RETRY_MAX_DELAY = 10.0
 
@@ -55,13 +60,20 @@ class Lifecycle:
         return time.monotonic() - self.started_at
 
 
-def _redis_client(settings: Settings, db: int) -> Redis:
-    # One retry without backoff: enough to replace a connection that died with a Redis restart,
-    # and no more, so that a Redis outage fails fast instead of stalling every request.
+def _redis_client(settings: Settings, db: int, ride_out_restarts: bool = False) -> Redis:
+    # Every client replaces a connection that died with one retry. The session store's client
+    # (ride_out_restarts) also retries a refused connection (Redis restarting, or loading its data) with
+    # backoff for about 1.7 s (0.1, 0.2, 0.4, 0.5, 0.5): a restart then costs a write some latency instead
+    # of an error. The cache and the rate limiter fall back at once instead: they must not stall reads
+    # through a Redis outage. Timeouts are never retried: a Redis that does not answer fails fast.
+    retry = Retry(NoBackoff(), 1)
+    if ride_out_restarts:
+        retry = Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP, base=REDIS_RETRY_BASE), REDIS_RETRIES,
+                      supported_errors=(RedisConnectionError,))
     pool = BlockingConnectionPool(
         host=settings.redis_host, port=settings.redis_port, db=db, password=settings.redis_password,
         max_connections=64, timeout=DEPENDENCY_TIMEOUT, socket_timeout=DEPENDENCY_TIMEOUT,
-        socket_connect_timeout=DEPENDENCY_TIMEOUT, retry=Retry(NoBackoff(), 1),
+        socket_connect_timeout=DEPENDENCY_TIMEOUT, retry=retry,
         client_name="rollgate-inventory@" + re.sub(r"[^\w.:@-]", "_", settings.app_instance))
     return Redis.from_pool(pool)
 
@@ -86,7 +98,7 @@ class Runtime:
             check=AsyncConnectionPool.check_connection)
         self.redis = _redis_client(settings, settings.redis_db)
         self.cache_redis = _redis_client(settings, settings.redis_cache_db)
-        self.session_redis = _redis_client(settings, settings.redis_session_db)
+        self.session_redis = _redis_client(settings, settings.redis_session_db, ride_out_restarts=True)
         self.cache = ItemCache(self.cache_redis, settings.cache_ttl)
         self.sessions = SessionStore(self.session_redis, settings.app_key, settings.session_lifetime_minutes * 60)
         self.limiter = (RateLimiter(self.redis, settings.rate_limit_per_minute)
