@@ -6,8 +6,8 @@ from lb_apache_helpers import (
     INSTANCES, LB, MANAGER, balancer_manager, container, get, instances_answering, run_python, wait_until,
 )
 
-# converge.yml: lb_rate_limit_per_second 10 + lb_rate_limit_burst 10, lb_connections_per_client 20.
-REQUESTS_PER_SECOND_ALLOWED = 20
+# converge.yml: lb_rate_limit_per_second 10 (mod_evasive has no burst), lb_connections_per_client 20.
+REQUESTS_PER_SECOND_ALLOWED = 10
 CONNECTIONS_ALLOWED = 20
 
 BURST = """
