@@ -168,7 +168,7 @@ def test_a_version_that_was_never_built_fails_before_any_host_changes(host):
     )
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
-    assert "app_version 9.9.9 is a version that does not exist" in output
+    assert "app_version 9.9.9 does not exist on the controller" in output
     assert "changed=0" in output
     assert host.file("/opt/inventory/current").linked_to == f"/opt/inventory/releases/{EXPECTED_VERSION}"
     assert not host.file("/opt/inventory/releases/9.9.9").exists
