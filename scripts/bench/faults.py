@@ -515,11 +515,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-seconds", type=float, default=30.0,
                         help="seconds of the slow flood (longer than the balancer's lb_client_request_timeout, 10)")
     parser.add_argument("--slow-connections", type=int, default=300, help="connections of the slow flood")
-    parser.add_argument("--rate", type=float, default=50.0, help="the load's requests per second")
-    parser.add_argument("--workers", type=int, default=40)
-    parser.add_argument("--timeout", type=float, default=5.0)
-    parser.add_argument("--write-ratio", type=float, default=0.2)
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    zd.add_load_arguments(parser)
     parser.add_argument("--inventory", default="inventories/lab")
     parser.add_argument("--playbook-timeout", type=float, default=1800.0)
     parser.add_argument("--extra-var", action="append", default=[], metavar="NAME=VALUE",

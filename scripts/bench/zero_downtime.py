@@ -375,6 +375,15 @@ def default_run_id() -> int:
     return int(time.strftime("%m%d%H%M"))
 
 
+def add_load_arguments(parser: argparse.ArgumentParser, rate: float = 50.0, workers: int = 40) -> None:
+    """The options LoadGenerator reads (the benchmarks that run loadgen.py in the background share them)."""
+    parser.add_argument("--rate", type=float, default=rate, help="requests per second (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=workers, help="load generator threads (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--write-ratio", type=float, default=0.2, help="share of stock movements (default: %(default)s)")
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the balancer (default: %(default)s)")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="balancers, in order")
@@ -383,11 +392,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="number in the versions 1.<run-id>.<n> (default: MMDDhhmm of now)")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of load before each playbook")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
-    parser.add_argument("--rate", type=float, default=50.0, help="requests per second (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=40, help="load generator threads (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default: %(default)s)")
-    parser.add_argument("--write-ratio", type=float, default=0.2, help="share of stock movements (default: %(default)s)")
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the balancer (default: %(default)s)")
+    add_load_arguments(parser)
     parser.add_argument("--app-rate-limit", type=int, default=None,
                         help="app_rate_limit_per_minute during the bench, 0 for none "
                              "(default: 4 x the load's per-minute rate, at least 600)")
