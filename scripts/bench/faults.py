@@ -230,10 +230,8 @@ def wait_recovered(prober: Prober, fault: FaultRun, since: float, timeout: float
 
     # Let the prober see the fault first (a restart shorter than a probe interval may never show).
     time.sleep(READINESS_EVERY * 2)
+    # ready() records the detection on every call (wait_until calls it at least once).
     fault.recovered = wait_until(ready, timeout)
-    detected = prober.first_not_ready(fault.affected, fault.marks["fault"])
-    if detected is not None:
-        fault.marks.setdefault("detected", detected)
     if fault.recovered:
         fault.marks["recovered"] = time.time()
 
