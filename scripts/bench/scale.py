@@ -2,8 +2,9 @@
 """Scale-out figures on the lab: weight fidelity, rollout cost, and what Ansible costs per run.
 
     .venv/bin/python scripts/bench/scale.py fidelity [--kinds nginx haproxy apache] [--requests 10000]
-    .venv/bin/python scripts/bench/scale.py rollout [--sizes 5 10 20] [--batch-sizes 1 25% 50%]
-    .venv/bin/python scripts/bench/scale.py tuning
+    .venv/bin/python scripts/bench/scale.py rollout [--sizes 5 10 20] [--batch-sizes 25% 50% 1]
+    .venv/bin/python scripts/bench/scale.py tuning [--profile]
+    .venv/bin/python scripts/bench/scale.py resources [--seconds 30] [--rate 50]
 
 `fidelity`: for each kind, `site.yml -e lb_kind=KIND` (limits raised: all the requests come from one
 address), then the weights read back from the live balancer config (nginx `weight=`, HAProxy `weight`,
@@ -20,6 +21,10 @@ requests.
 
 `tuning`: on the lab as it is, the wall time of a bare fact-gathering run (`ansible all -m setup`)
 against a warm site.yml (nothing to change), each --repeat times.
+
+`resources`: CPU (share of one core) and memory of every lab host, read from its cgroup on this machine,
+over --seconds idle and then --seconds under the zero-downtime benchmark's load; per role, the mean and
+the largest host and the total.
 
 Output: build/bench/scale-<timestamp>.json and a Markdown table on stdout.
 """
@@ -175,6 +180,15 @@ def batches_from_log(path: Path) -> list[dict[str, Any]]:
              "seconds": float(b["seconds"])} for b in found[last_first:]]
 
 
+def batch_settings(batch: str) -> dict[str, Any]:
+    """The rollout settings of one --batch-sizes entry: a number of hosts keeps the default limit (one
+    host's instances); a percentage also lets that share of the instances be out at once, or the
+    rollout's own check would refuse every batch beyond one host."""
+    if batch.isdigit():
+        return {"rollout_batch_size": int(batch)}
+    return {"rollout_batch_size": batch, "rollout_max_unavailable": batch}
+
+
 def command_rollout(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = args.out_dir / f"scale-rollout-{stamp}"
@@ -197,8 +211,7 @@ def command_rollout(args: argparse.Namespace) -> int:
         for batch in args.batch_sizes:
             version = versions[(size, batch)]
             case = zd.Case(f"hosts{size}-batch{batch.replace('%', 'pct')}", zd.ROLLING_PLAYBOOK, version,
-                           {**common, "app_version": version,
-                            "rollout_batch_size": int(batch) if batch.isdigit() else batch}, expect_success=True)
+                           {**common, "app_version": version, **batch_settings(batch)}, expect_success=True)
             outcome = zd.run_case(case, args.kind, args, work_dir)
             batches = batches_from_log(Path(outcome["log"])) if Path(outcome["log"]).is_file() else []
             total = outcome["figures"].get("all", {})
@@ -225,10 +238,10 @@ def command_rollout(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def timed(command: Sequence[str], log_path: Path) -> float:
+def timed(command: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> float:
     started = time.monotonic()
     with log_path.open("w", encoding="utf-8") as output:
-        rc = subprocess.run(list(command), cwd=REPO_ROOT, env=zd.tool_environment(), stdout=output,
+        rc = subprocess.run(list(command), cwd=REPO_ROOT, env={**zd.tool_environment(), **(env or {})}, stdout=output,
                             stderr=subprocess.STDOUT, check=False).returncode
     if rc != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({rc}); see {log_path}")
@@ -244,12 +257,99 @@ def command_tuning(args: argparse.Namespace) -> int:
     for attempt in range(args.repeat):
         results["facts_s"].append(timed(["ansible", "-i", args.inventory, "all", "-m", "ansible.builtin.setup"],
                                         work_dir / f"facts-{attempt}.log"))
+        # profile_tasks adds each task's time to the log (the slowest 40 at the end) and costs little.
         results["site_warm_s"].append(timed(["ansible-playbook", "-i", args.inventory, "site.yml"],
-                                            work_dir / f"site-{attempt}.log"))
+                                            work_dir / f"site-{attempt}.log",
+                                            {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                                             "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "40"} if args.profile else None))
     path = args.out_dir / f"scale-tuning-{stamp}.json"
     zd.write_results(results, path)
     print(f"app hosts {results['app_hosts']}: facts only {results['facts_s']} s, warm site.yml {results['site_warm_s']} s")
     print(f"Figures: {path}")
+    return 0
+
+
+def container_cgroup(name: str) -> str:
+    """The container's cgroup path (cgroup v1 hierarchies under /sys/fs/cgroup/<controller>)."""
+    return faults.run(["podman", "inspect", "--format", "{{.State.CgroupPath}}", name], timeout=30).strip()
+
+
+def read_usage(cgroup: str) -> dict[str, int]:
+    """CPU nanoseconds used so far, and memory: the cgroup's usage and its resident (anonymous) part."""
+    root = Path("/sys/fs/cgroup")
+    memory = dict(line.split() for line in (root / "memory" / cgroup.lstrip("/") / "memory.stat")
+                  .read_text(encoding="utf-8").splitlines())
+    return {"cpu_ns": int((root / "cpuacct" / cgroup.lstrip("/") / "cpuacct.usage").read_text(encoding="utf-8")),
+            "memory_bytes": int((root / "memory" / cgroup.lstrip("/") / "memory.usage_in_bytes")
+                                .read_text(encoding="utf-8")),
+            "rss_bytes": int(memory.get("total_rss", memory.get("rss", 0)))}
+
+
+def sample_window(cgroups: dict[str, str], seconds: float) -> dict[str, dict[str, float]]:
+    """Per host over ``seconds``: CPU as a share of one core (%), memory and RSS (MiB) at the end."""
+    before = {host: read_usage(path) for host, path in cgroups.items()}
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    after = {host: read_usage(path) for host, path in cgroups.items()}
+    return {host: {"cpu_pct": round((after[host]["cpu_ns"] - before[host]["cpu_ns"]) / 1e9 / elapsed * 100, 1),
+                   "memory_mib": round(after[host]["memory_bytes"] / 2**20, 1),
+                   "rss_mib": round(after[host]["rss_bytes"] / 2**20, 1)} for host in cgroups}
+
+
+def group_summary(lab: faults.Lab, window: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per role (lb, app, redis, db): hosts, mean and max per host, and the role's total."""
+    roles = {"lb": [lab.lb], "app": lab.app_hosts, "redis": [lab.redis], "db": [lab.db]}
+    summary: dict[str, dict[str, float]] = {}
+    for role, hosts in roles.items():
+        rows = [window[host] for host in hosts]
+        summary[role] = {"hosts": len(rows)}
+        for key in ("cpu_pct", "memory_mib", "rss_mib"):
+            values = [row[key] for row in rows]
+            summary[role].update({f"{key}_mean": round(sum(values) / len(values), 1),
+                                  f"{key}_max": max(values), f"{key}_total": round(sum(values), 1)})
+    summary["lab"] = {key: round(sum(row[key] for row in window.values()), 1)
+                      for key in ("cpu_pct", "memory_mib", "rss_mib")}
+    return summary
+
+
+def command_resources(args: argparse.Namespace) -> int:
+    """Memory and CPU of every lab host, idle and then under the benchmark's load through the balancer."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work_dir = args.out_dir / f"scale-resources-{stamp}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lab = faults.Lab.from_inventory(args.inventory)
+    hosts = [lab.lb, *lab.app_hosts, lab.redis, lab.db]
+    cgroups = {host: container_cgroup(host) for host in hosts}
+    results: dict[str, Any] = {"app_hosts": len(lab.app_hosts), "instances_per_host": len(lab.ports),
+                               "seconds": args.seconds, "rate": args.rate, "windows": {}}
+    results["windows"]["idle"] = sample_window(cgroups, args.seconds)
+    generator = zd.LoadGenerator(args, work_dir / "load.jsonl", work_dir / "load.log")
+    generator.start()
+    try:
+        time.sleep(5)  # past the login and the first connections
+        results["windows"]["load"] = sample_window(cgroups, args.seconds)
+    finally:
+        generator.stop()
+    records = loadgen.read_records(work_dir / "load.jsonl")
+    results["load"] = loadgen.summarize(records)
+    results["summary"] = {name: group_summary(lab, window) for name, window in results["windows"].items()}
+    path = args.out_dir / f"scale-resources-{stamp}.json"
+    zd.write_results(results, path)
+    print(f"{len(lab.app_hosts)} app hosts, {len(lab.ports)} instances each; load {args.rate} requests/s "
+          f"({results['load'].get('requests')} sent, {results['load'].get('failed')} failed)")
+    print("| window | role | hosts | CPU % of a core, mean / max per host | memory MiB, mean / max per host "
+          "| RSS MiB mean per host | role total: CPU % / memory MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for name, summary in results["summary"].items():
+        for role in ("lb", "app", "redis", "db"):
+            row = summary[role]
+            print(f"| {name} | {role} | {row['hosts']} | {row['cpu_pct_mean']} / {row['cpu_pct_max']} "
+                  f"| {row['memory_mib_mean']} / {row['memory_mib_max']} | {row['rss_mib_mean']} "
+                  f"| {row['cpu_pct_total']} / {row['memory_mib_total']} |")
+        lab_total = summary["lab"]
+        print(f"| {name} | whole lab | {len(hosts)} | | | | {lab_total['cpu_pct']} / {lab_total['memory_mib']} |")
+    print(f"\nFigures: {path}")
     return 0
 
 
@@ -271,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fid.set_defaults(handler=command_fidelity)
     roll = commands.add_parser("rollout", help="rolling deploy wall time by fleet size and batch size")
     roll.add_argument("--sizes", nargs="+", type=int, default=[5, 10, 20])
-    roll.add_argument("--batch-sizes", nargs="+", default=["1", "25%", "50%"])
+    # Percentages first: the one-host batches are the longest runs.
+    roll.add_argument("--batch-sizes", nargs="+", default=["25%", "50%", "1"])
     roll.add_argument("--kind", choices=KINDS, default="nginx")
     zd.add_load_arguments(roll, rate=20.0, workers=20)
     roll.add_argument("--steady", type=float, default=5.0)
@@ -282,9 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     roll.set_defaults(handler=command_rollout)
     tune = commands.add_parser("tuning", help="bare fact gathering against a warm site.yml")
     tune.add_argument("--repeat", type=int, default=2)
+    tune.add_argument("--profile", action="store_true",
+                      help="time each task of site.yml (ansible.posix.profile_tasks) in its log")
     tune.add_argument("--inventory", default="inventories/lab")
     tune.add_argument("--out-dir", type=Path, default=REPO_ROOT / "build" / "bench")
     tune.set_defaults(handler=command_tuning)
+    res = commands.add_parser("resources", help="memory and CPU of each lab host, idle and under load")
+    res.add_argument("--seconds", type=float, default=30.0, help="length of each window (default: %(default)s)")
+    zd.add_load_arguments(res)
+    res.add_argument("--inventory", default="inventories/lab")
+    res.add_argument("--out-dir", type=Path, default=REPO_ROOT / "build" / "bench")
+    res.set_defaults(handler=command_resources)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 
