@@ -28,10 +28,14 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 
-def flood_requests(url: str, rate: float, duration: float, connections: int, max_requests: int) -> dict:
+def flood_requests(url: str, rate: float, duration: float, connections: int, max_requests: int,
+                   path: str = "/items?per_page=5", count_header: str | None = None) -> dict:
+    """GET `path` over `connections` keep-alive connections at `rate` per second in all, until `duration`
+    or `max_requests`; answers counted by status and, with `count_header`, the 200s by that header."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     statuses: Counter[str] = Counter()
+    by_header: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     lock = threading.Lock()
     interval = connections / rate  # each connection's share of the rate
@@ -51,13 +55,15 @@ def flood_requests(url: str, rate: float, duration: float, connections: int, max
                 time.sleep(delay)
             next_due += interval
             try:
-                conn.request("GET", "/items?per_page=5", headers={"Accept": "application/json"})
+                conn.request("GET", path, headers={"Accept": "application/json"})
                 response = conn.getresponse()
                 response.read()
                 if response.will_close:
                     conn.close()
                 with lock:
                     statuses[str(response.status)] += 1
+                    if count_header and response.status == 200:
+                        by_header[response.getheader(count_header) or "(none)"] += 1
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 with lock:
@@ -71,7 +77,8 @@ def flood_requests(url: str, rate: float, duration: float, connections: int, max
     for thread in threads:
         thread.join(duration + 10)
     return {"mode": "requests", "sent": sent[0], "seconds": round(time.monotonic() - started, 1),
-            "statuses": dict(sorted(statuses.items())), "errors": dict(sorted(errors.items()))}
+            "statuses": dict(sorted(statuses.items())), "errors": dict(sorted(errors.items())),
+            "by_header": dict(sorted(by_header.items()))}
 
 
 def flood_slow(host: str, port: int, connections: int, duration: float, interval: float) -> dict:

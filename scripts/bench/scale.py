@@ -32,13 +32,11 @@ Output: build/bench/scale-<timestamp>.json and a Markdown table on stdout.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import faults  # noqa: E402  (lab helpers)
+import flood  # noqa: E402
 import loadgen  # noqa: E402
 import zero_downtime as zd  # noqa: E402
 
@@ -79,43 +78,13 @@ def live_weights(kind: str, lb_host: str) -> dict[str, int]:
 
 
 def count_instances(url: str, requests: int, connections: int) -> tuple[Counter[str], Counter[str]]:
-    """Send ``requests`` GETs over ``connections`` keep-alive connections; count the X-Instance seen."""
-    target = loadgen.Target.from_url(url)
-    seen: Counter[str] = Counter()
-    problems: Counter[str] = Counter()
-    lock = threading.Lock()
-    remaining = [requests]
-
-    def worker() -> None:
-        conn = target.connection(5.0)
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    break
-                remaining[0] -= 1
-            try:
-                conn.request("GET", "/health/liveness")
-                response = conn.getresponse()
-                response.read()
-                if response.will_close:
-                    conn.close()
-                with lock:
-                    if response.status == 200:
-                        seen[response.headers.get("x-instance") or "(none)"] += 1
-                    else:
-                        problems[str(response.status)] += 1
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                with lock:
-                    problems[type(exc).__name__] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return seen, problems
+    """Send ``requests`` GETs over ``connections`` keep-alive connections, as fast as they answer; count
+    the X-Instance of each 200, and the other statuses and errors."""
+    outcome = flood.flood_requests(url, rate=1e9, duration=3600, connections=connections, max_requests=requests,
+                                   path="/health/liveness", count_header="X-Instance")
+    problems = Counter({status: count for status, count in outcome["statuses"].items() if status != "200"})
+    problems.update(outcome["errors"])
+    return Counter(outcome["by_header"]), problems
 
 
 def fidelity(weights: dict[str, int], seen: Counter[str]) -> dict[str, Any]:
