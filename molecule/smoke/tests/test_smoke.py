@@ -1,4 +1,8 @@
-"""The smoke scenario: real systemd hosts, converged by the common role."""
+"""The smoke scenario: real systemd hosts, converged by the common role, through the lab's connection."""
+
+import subprocess
+
+from testlib import ansible_env, inventory
 
 
 def test_systemd_is_running(host):
@@ -21,3 +25,15 @@ def test_hosts_resolve_each_other(host):
     """The scenario network gives name resolution between hosts, as the lab relies on."""
     other = "smoke2" if host.backend.get_hostname() == "smoke1" else "smoke1"
     assert host.run(f"getent hosts {other}").rc == 0
+
+
+def test_the_lab_connection_runs_a_module_in_one_podman_exec(host):
+    """connection_plugins/podman_pipelined.py sends the module on stdin: one `podman exec --interactive`
+    per module, no temporary directory made and removed in the container."""
+    name = host.backend.get_hostname()
+    result = subprocess.run(["ansible", "-i", inventory(), name, "-m", "ansible.builtin.ping", "-vvv"],
+                            env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    execs = [line for line in result.stdout.splitlines() if "RUN [" in line and "b'exec'" in line]
+    assert len(execs) == 1 and "b'--interactive'" in execs[0], execs
+    assert '"ping": "pong"' in result.stdout, result.stdout[-2000:]
