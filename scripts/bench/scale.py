@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import subprocess
@@ -149,13 +150,15 @@ def batches_from_log(path: Path) -> list[dict[str, Any]]:
              "seconds": float(b["seconds"])} for b in found[last_first:]]
 
 
-def batch_settings(batch: str) -> dict[str, Any]:
+def batch_settings(batch: str, app_hosts: int, instances_per_host: int) -> dict[str, Any]:
     """The rollout settings of one --batch-sizes entry: a number of hosts keeps the default limit (one
-    host's instances); a percentage also lets that share of the instances be out at once, or the
-    rollout's own check would refuse every batch beyond one host."""
+    host's instances); a percentage of the hosts also lets that batch's instances be out at once, or the
+    rollout's own check would refuse every batch beyond one host (a percentage of the instances rounds
+    differently: 25 % of 5 hosts is 2 hosts, 4 instances, but 25 % of 10 instances is 3)."""
     if batch.isdigit():
         return {"rollout_batch_size": int(batch)}
-    return {"rollout_batch_size": batch, "rollout_max_unavailable": batch}
+    hosts_per_batch = max(1, math.ceil(app_hosts * float(batch.rstrip("%")) / 100))
+    return {"rollout_batch_size": batch, "rollout_max_unavailable": hosts_per_batch * instances_per_host}
 
 
 def command_rollout(args: argparse.Namespace) -> int:
@@ -167,6 +170,10 @@ def command_rollout(args: argparse.Namespace) -> int:
     versions = {(size, batch): f"1.{run_id}.{index + 1}" for index, (size, batch) in
                 enumerate((size, batch) for size in args.sizes for batch in args.batch_sizes)}
     common = {"lb_kind": args.kind, "app_rate_limit_per_minute": max(600, int(args.rate * 240))}
+    lab = faults.Lab.from_inventory(args.inventory)
+    if len(lab.app_hosts) < max(args.sizes):
+        raise SystemExit(f"the lab has {len(lab.app_hosts)} app hosts, fewer than --sizes asks for: "
+                         f"make up APP_HOSTS={max(args.sizes)}")
     # The wheelhouses first, so that no deploy's wall time holds a build.
     zd.prebuild(sorted(set(versions.values())), args, work_dir)
     failed = False
@@ -180,7 +187,7 @@ def command_rollout(args: argparse.Namespace) -> int:
         for batch in args.batch_sizes:
             version = versions[(size, batch)]
             case = zd.Case(f"hosts{size}-batch{batch.replace('%', 'pct')}", zd.ROLLING_PLAYBOOK, version,
-                           {**common, "app_version": version, **batch_settings(batch)}, expect_success=True)
+                           {**common, "app_version": version, **batch_settings(batch, size, len(lab.ports))}, expect_success=True)
             outcome = zd.run_case(case, args.kind, args, work_dir)
             batches = batches_from_log(Path(outcome["log"])) if Path(outcome["log"]).is_file() else []
             total = outcome["figures"].get("all", {})
