@@ -139,14 +139,15 @@ def command_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
-BATCH_LINE = re.compile(r"batch (?P<number>\d+) \((?P<hosts>[^)]*)\): (?P<outcome>\w+) in (?P<seconds>[\d.]+) s")
+# The YAML callback folds a long line; \s+ takes the fold (a line break and indentation) for a space.
+BATCH_LINE = re.compile(r"batch\s+(?P<number>\d+)\s+\((?P<hosts>[^)]*)\):\s+(?P<outcome>[\w, ]+?)\s+in\s+(?P<seconds>[\d.]+)\s+s")
 
 
 def batches_from_log(path: Path) -> list[dict[str, Any]]:
     """The rollout summary's batch lines (the last summary of the log)."""
     found = [match.groupdict() for match in BATCH_LINE.finditer(path.read_text(encoding="utf-8", errors="replace"))]
     last_first = max((i for i, batch in enumerate(found) if batch["number"] == "1"), default=0)
-    return [{"number": int(b["number"]), "hosts": b["hosts"].split(", "), "outcome": b["outcome"],
+    return [{"number": int(b["number"]), "hosts": re.split(r",\s+", b["hosts"].strip()), "outcome": b["outcome"],
              "seconds": float(b["seconds"])} for b in found[last_first:]]
 
 
