@@ -29,9 +29,11 @@ def waiting_on_a_lock(conn: psycopg.Connection, application: str) -> bool:
 
 
 def refuses_connections(app: AppProcess) -> bool:
+    """True once a new connection gets no answer: refused, or reset by the listener closing under it
+    (a connection the kernel queued just before the close), which a loaded machine makes likelier."""
     try:
         httpx.get(app.base_url + "/health/liveness", timeout=2)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
         return True
     return False
 
