@@ -127,6 +127,22 @@ EOF
     podman_runs || die "podman still cannot start a container: run 'podman run --rm ${BASE_IMAGE} /bin/true' to see why, and check that the kernel allows containers (user namespaces, overlayfs)."
 }
 
+# Every systemd container holds about five inotify instances, and the kernel's default allows 128 per
+# user: beyond about 25 containers (a 20-host lab and a molecule scenario), systemd in a new container
+# cannot start and the container stops at once ("can only create exec sessions on running containers").
+INOTIFY_INSTANCES=1024
+SYSCTL_FILE="/etc/sysctl.d/50-rollgate-lab.conf"
+
+ensure_inotify_instances() {
+    local current
+    current="$(sysctl -n fs.inotify.max_user_instances)"
+    (( current >= INOTIFY_INSTANCES )) && return 0
+    say "raising fs.inotify.max_user_instances from ${current} to ${INOTIFY_INSTANCES} (${SYSCTL_FILE}): each lab host's systemd needs about five"
+    printf '# Written by rollgate scripts/bootstrap.sh: about five per systemd container.\nfs.inotify.max_user_instances = %s\n' \
+        "${INOTIFY_INSTANCES}" >"${SYSCTL_FILE}"
+    sysctl -q -w "fs.inotify.max_user_instances=${INOTIFY_INSTANCES}"
+}
+
 main() {
     local step="${1:-all}"
     require_root
@@ -134,8 +150,8 @@ main() {
         venv) ensure_venv ;;
         host) ensure_host_packages ;;
         image) ensure_host_packages; ensure_base_image ;;
-        podman) ensure_host_packages; ensure_base_image; ensure_podman_runs ;;
-        all) ensure_host_packages; ensure_venv; ensure_base_image; ensure_podman_runs ;;
+        podman) ensure_host_packages; ensure_base_image; ensure_podman_runs; ensure_inotify_instances ;;
+        all) ensure_host_packages; ensure_venv; ensure_base_image; ensure_podman_runs; ensure_inotify_instances ;;
         *) die "unknown step '${step}': use venv, host, image, podman or all." ;;
     esac
 }
