@@ -22,6 +22,10 @@ description:
   - On timeout the failure message says what the last check saw (the status and an excerpt of
     the body, or the connection error) and, when the last check got no answer, the last HTTP
     response too.
+  - With O(urls) instead of O(url), it gates several endpoints at once, such as every instance of a
+    rolling deploy's batch. Each is checked on its own, all at the same time, with the same
+    expectations, and the module passes only when every one of them passed. The time it takes is
+    that of the slowest endpoint, not the sum.
   - The module only reads, so it never reports a change.
 author:
   - rollgate maintainers
@@ -29,8 +33,14 @@ options:
   url:
     description:
       - The readiness endpoint, an C(http://) or C(https://) URL.
+      - Exactly one of O(url) and O(urls) is required.
     type: str
-    required: true
+  urls:
+    description:
+      - Several readiness endpoints to gate at once, as a mapping from a name (an instance's name,
+        say) to its C(http://) or C(https://) URL. The messages and RV(endpoints) use the names.
+      - Exactly one of O(url) and O(urls) is required.
+    type: dict
   expect_status:
     description:
       - HTTP status codes that count as a pass.
@@ -118,6 +128,18 @@ EXAMPLES = r"""
     headers:
       Host: app.lab.internal
 
+- name: Gate every instance of a batch at once, each expecting the version just deployed
+  health_gate:
+    urls:
+      app1_8000: http://10.88.0.11:8000/health/readiness
+      app1_8001: http://10.88.0.11:8001/health/readiness
+      app2_8000: http://10.88.0.12:8000/health/readiness
+    expect_json:
+      status: ready
+      version: "{{ app_version }}"
+    successes: 2
+    timeout: 90
+
 - name: Record how long the instance took to become ready
   health_gate:
     url: "http://127.0.0.1:8000/health/ready"
@@ -130,25 +152,42 @@ EXAMPLES = r"""
 
 RETURN = r"""
 elapsed:
-  description: Seconds from the first check to the result.
+  description: Seconds from the first check to the result; with O(urls), that of the slowest endpoint.
   returned: always
   type: float
   sample: 4.213
 attempts:
-  description: Number of checks made.
+  description: Number of checks made; with O(urls), over all endpoints.
   returned: always
   type: int
   sample: 5
 status:
-  description: HTTP status of the last response; null when the last check got no response.
+  description:
+    - HTTP status of the last response; null when the last check got no response.
+    - Null with O(urls); see RV(endpoints).
   returned: always
   type: int
   sample: 200
 json:
-  description: The JSON body of the last response; null when it was not JSON or there was none.
+  description:
+    - The JSON body of the last response; null when it was not JSON or there was none.
+    - Null with O(urls); see RV(endpoints).
   returned: always
   type: raw
   sample: {"status": "ready", "version": "1.4.2"}
+endpoints:
+  description: With O(urls), what each endpoint's gate saw, by name.
+  returned: when O(urls) is set
+  type: dict
+  sample:
+    app1_8000: {"passed": true, "elapsed": 3.1, "attempts": 4, "status": 200,
+                "json": {"status": "ready", "version": "1.4.2"}, "msg": "passed 2 checks in a row"}
+failed_endpoints:
+  description: With O(urls), the names of the endpoints that did not pass, sorted.
+  returned: when O(urls) is set
+  type: list
+  elements: str
+  sample: ["app2_8000"]
 passed:
   description:
     - Whether the gate passed. Always true on success; in check mode, whether the single check
@@ -169,7 +208,8 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -182,7 +222,8 @@ BODY_EXCERPT_CHARS = 200
 VALUE_EXCERPT_CHARS = 80
 
 ARGUMENT_SPEC = dict(
-    url=dict(type="str", required=True),
+    url=dict(type="str"),
+    urls=dict(type="dict"),
     expect_status=dict(type="list", elements="int", default=[200]),
     expect_json=dict(type="dict"),
     successes=dict(type="int", default=3),
@@ -261,12 +302,39 @@ def _is_http_url(url: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _url_problem(name: str, url: Any) -> List[str]:
+    return [] if _is_http_url(url) else [f"{name} must be an http:// or https:// URL with a host, got {url!r}"]
+
+
 def validate_options(params: Mapping[str, Any]) -> GateSpec:
     """Return the options as a GateSpec, or raise ValueError listing every invalid one."""
-    problems = []
     url = params["url"]
-    if not _is_http_url(url):
-        problems.append(f"url must be an http:// or https:// URL with a host, got {url!r}")
+    problems = _url_problem("url", url) + _check_problems(params)
+    if problems:
+        raise ValueError("invalid options: " + "; ".join(problems))
+    return _gate_spec(params, url)
+
+
+def validate_endpoints(params: Mapping[str, Any]) -> Dict[str, GateSpec]:
+    """Return one GateSpec per endpoint, by name (with ``url``, the URL is the name), or raise
+    ValueError listing every invalid option."""
+    urls = params.get("urls")
+    if urls is None:
+        spec = validate_options(params)
+        return {spec.url: spec}
+    problems = [] if urls else ["urls must name at least one endpoint"]
+    for name, url in urls.items():
+        problems += _url_problem(f"urls[{name!r}]", url)
+    problems += _check_problems(params)
+    if problems:
+        raise ValueError("invalid options: " + "; ".join(problems))
+    template = _gate_spec(params, "")
+    return {str(name): replace(template, url=url) for name, url in urls.items()}
+
+
+def _check_problems(params: Mapping[str, Any]) -> List[str]:
+    """The problems with every option but the URLs."""
+    problems = []
     expect_status = list(params.get("expect_status") or [])
     if not expect_status:
         problems.append("expect_status must list at least one HTTP status")
@@ -280,14 +348,16 @@ def validate_options(params: Mapping[str, Any]) -> GateSpec:
         value = params.get(name)
         if not (_is_number(value) and math.isfinite(value) and value > 0):
             problems.append(f"{name} must be a number of seconds greater than 0, got {value!r}")
+    return problems
+
+
+def _gate_spec(params: Mapping[str, Any], url: str) -> GateSpec:
     headers = params.get("headers") or {}
-    if problems:
-        raise ValueError("invalid options: " + "; ".join(problems))
     return GateSpec(
         url=url,
-        expect_status=expect_status,
+        expect_status=list(params["expect_status"]),
         expect_json=params.get("expect_json"),
-        successes=successes,
+        successes=params["successes"],
         interval=float(params["interval"]),
         timeout=float(params["timeout"]),
         request_timeout=float(params["request_timeout"]),
@@ -477,6 +547,15 @@ def wait_until_ready(
             sleep(next_check - now)
 
 
+def wait_until_all_ready(
+    specs: Mapping[str, GateSpec], gate: Callable[[GateSpec], GateOutcome]
+) -> Dict[str, GateOutcome]:
+    """Run ``gate`` on every endpoint at the same time; return each outcome by name."""
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="health_gate") as pool:
+        futures = {name: pool.submit(gate, spec) for name, spec in specs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
@@ -498,6 +577,48 @@ def failure_message(spec: GateSpec, outcome: GateOutcome) -> str:
     return message
 
 
+def success_message(spec: GateSpec, outcome: GateOutcome) -> str:
+    return (
+        f"{spec.url} passed {_count(spec.successes, 'check')} in a row after "
+        f"{_count(outcome.attempts, 'attempt')} in {outcome.elapsed:.1f}s"
+    )
+
+
+def endpoints_message(specs: Mapping[str, GateSpec], outcomes: Mapping[str, GateOutcome]) -> str:
+    """Say which endpoints did not pass and what each saw last, or how long the slowest took."""
+    failed = sorted(name for name, outcome in outcomes.items() if not outcome.passed)
+    if failed:
+        return f"{len(failed)} of {_count(len(outcomes), 'endpoint')} did not pass: " + " ".join(
+            f"{name}: {failure_message(specs[name], outcomes[name])}" for name in failed
+        )
+    slowest = max(outcomes, key=lambda name: outcomes[name].elapsed)
+    successes = next(iter(specs.values())).successes
+    return (
+        f"all {_count(len(outcomes), 'endpoint')} passed {_count(successes, 'check')} in a row; "
+        f"the slowest, {slowest}, in {outcomes[slowest].elapsed:.1f}s"
+    )
+
+
+def endpoints_fields(specs: Mapping[str, GateSpec], outcomes: Mapping[str, GateOutcome]) -> Dict[str, Any]:
+    endpoints = {}
+    for name, outcome in outcomes.items():
+        endpoints[name] = dict(
+            result_fields(outcome),
+            passed=outcome.passed,
+            msg=success_message(specs[name], outcome) if outcome.passed else failure_message(specs[name], outcome),
+        )
+        del endpoints[name]["changed"]
+    return dict(
+        changed=False,
+        elapsed=max(field["elapsed"] for field in endpoints.values()),
+        attempts=sum(field["attempts"] for field in endpoints.values()),
+        status=None,
+        json=None,
+        endpoints=endpoints,
+        failed_endpoints=sorted(name for name, outcome in outcomes.items() if not outcome.passed),
+    )
+
+
 def result_fields(outcome: GateOutcome) -> Dict[str, Any]:
     return dict(
         changed=False,
@@ -509,6 +630,9 @@ def result_fields(outcome: GateOutcome) -> Dict[str, Any]:
 
 
 def run_module(module: AnsibleModule) -> None:
+    if module.params.get("urls") is not None:
+        run_endpoints(module)
+        return
     try:
         spec = validate_options(module.params)
     except ValueError as error:
@@ -528,18 +652,42 @@ def run_module(module: AnsibleModule) -> None:
     outcome = wait_until_ready(spec, check)
     if not outcome.passed:
         module.fail_json(msg=failure_message(spec, outcome), **result_fields(outcome))
-    module.exit_json(
-        passed=True,
-        msg=(
-            f"{spec.url} passed {_count(spec.successes, 'check')} in a row after "
-            f"{_count(outcome.attempts, 'attempt')} in {outcome.elapsed:.1f}s"
-        ),
-        **result_fields(outcome),
-    )
+    module.exit_json(passed=True, msg=success_message(spec, outcome), **result_fields(outcome))
+
+
+def run_endpoints(module: AnsibleModule) -> None:
+    """The gate over ``urls``: every endpoint at once."""
+    try:
+        specs = validate_endpoints(module.params)
+    except ValueError as error:
+        module.fail_json(msg=f"health_gate: {error}", changed=False)
+
+    def gate(spec: GateSpec) -> GateOutcome:
+        check = functools.partial(check_once, spec)
+        if module.check_mode:
+            started = time.monotonic()
+            result = check()
+            return GateOutcome(result.passed, 1, time.monotonic() - started, int(result.passed), result)
+        return wait_until_ready(spec, check)
+
+    outcomes = wait_until_all_ready(specs, gate)
+    fields = endpoints_fields(specs, outcomes)
+    passed = not fields["failed_endpoints"]
+    if module.check_mode:
+        seen = "; ".join(f"{name}: {outcome.last.describe()}" for name, outcome in sorted(outcomes.items()) if outcome.last)
+        module.exit_json(passed=passed, msg=f"check mode: one check each, no waiting: {seen}", **fields)
+    if not passed:
+        module.fail_json(msg=endpoints_message(specs, outcomes), **fields)
+    module.exit_json(passed=True, msg=endpoints_message(specs, outcomes), **fields)
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("url", "urls")],
+        required_one_of=[("url", "urls")],
+        supports_check_mode=True,
+    )
     try:
         run_module(module)
     except Exception as error:  # the promise is a message, never a traceback

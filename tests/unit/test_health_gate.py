@@ -521,3 +521,139 @@ def test_an_unexpected_error_is_a_message_not_a_traceback(
     result = run_main({"url": "http://127.0.0.1:8000/ready"}, capsys)
     assert result["failed"] is True
     assert result["msg"] == "health_gate: unexpected RuntimeError: the probe broke"
+
+
+# ---- several endpoints at once (urls): a whole batch of instances ------------------------------
+
+
+def endpoints_params(urls: dict[str, Any], **options: Any) -> dict[str, Any]:
+    params = {
+        "url": None,
+        "urls": urls,
+        "expect_status": [200],
+        "expect_json": None,
+        "successes": 2,
+        "interval": 0.05,
+        "timeout": 10.0,
+        "request_timeout": 2.0,
+        "validate_certs": True,
+        "headers": None,
+    }
+    params.update(options)
+    return params
+
+
+def run_endpoints(params: dict[str, Any]) -> tuple[dict[str, hg.GateSpec], dict[str, hg.GateOutcome]]:
+    specs = hg.validate_endpoints(params)
+    return specs, hg.wait_until_all_ready(specs, lambda spec: hg.wait_until_ready(spec, lambda: hg.check_once(spec)))
+
+
+def test_every_endpoint_gets_its_own_spec_with_the_shared_expectations() -> None:
+    specs = hg.validate_endpoints(
+        endpoints_params({"app1_8000": "http://10.0.0.1:8000/r", "app2_8000": "http://10.0.0.2:8000/r"},
+                         expect_json=EXPECT_READY, successes=3)
+    )
+    assert {name: spec.url for name, spec in specs.items()} == {
+        "app1_8000": "http://10.0.0.1:8000/r",
+        "app2_8000": "http://10.0.0.2:8000/r",
+    }
+    assert all(spec.expect_json == EXPECT_READY and spec.successes == 3 for spec in specs.values())
+
+
+def test_a_single_url_is_one_endpoint_named_by_its_url() -> None:
+    specs = hg.validate_endpoints({**endpoints_params({}), "url": "http://10.0.0.1:8000/r", "urls": None})
+    assert list(specs) == ["http://10.0.0.1:8000/r"]
+
+
+@pytest.mark.parametrize(
+    ("urls", "expected"),
+    [
+        ({}, "urls must name at least one endpoint"),
+        ({"app1_8000": "ftp://10.0.0.1/"}, "urls['app1_8000'] must be an http:// or https:// URL with a host"),
+        ({"ok": "http://10.0.0.1/", "bad": "http:///no-host"}, "urls['bad'] must be an http://"),
+    ],
+)
+def test_invalid_endpoints_are_named(urls: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        hg.validate_endpoints(endpoints_params(urls, successes=0))
+    with pytest.raises(ValueError, match="successes must be at least 1"):
+        hg.validate_endpoints(endpoints_params(urls, successes=0))
+
+
+def test_the_endpoints_are_gated_at_the_same_time(start_server: StartServer) -> None:
+    # Each endpoint is ready only once the other one has been asked: gated one after the other, the
+    # first would time out before the second is ever asked.
+    servers: dict[str, ScriptedServer] = {}
+    servers["a"] = start_server(lambda n, t: Reply(200, READY) if servers["b"].requests else Reply(503, "waiting"))
+    servers["b"] = start_server(lambda n, t: Reply(200, READY) if servers["a"].requests else Reply(503, "waiting"))
+    specs, outcomes = run_endpoints(
+        endpoints_params({name: server.url() for name, server in servers.items()}, expect_json=EXPECT_READY,
+                         timeout=2.0)
+    )
+    assert {name: outcome.passed for name, outcome in outcomes.items()} == {"a": True, "b": True}
+    assert hg.endpoints_message(specs, outcomes).startswith("all 2 endpoints passed 2 checks in a row; the slowest, ")
+
+
+def test_one_endpoint_that_never_passes_fails_the_gate_and_is_named_with_what_it_saw(
+    start_server: StartServer,
+) -> None:
+    ready = start_server(lambda n, t: Reply(200, READY))
+    broken = start_server(lambda n, t: Reply(503, {"status": "not ready", "reason": "forced"}))
+    specs, outcomes = run_endpoints(
+        endpoints_params({"app1_8000": ready.url(), "app1_8001": broken.url()}, expect_json=EXPECT_READY,
+                         timeout=0.5)
+    )
+    fields = hg.endpoints_fields(specs, outcomes)
+    assert fields["failed_endpoints"] == ["app1_8001"]
+    assert fields["endpoints"]["app1_8000"]["passed"] is True
+    assert fields["endpoints"]["app1_8001"]["passed"] is False
+    assert fields["endpoints"]["app1_8001"]["status"] == 503
+    assert fields["attempts"] == len(ready.requests) + len(broken.requests)
+    message = hg.endpoints_message(specs, outcomes)
+    assert message.startswith(f"1 of 2 endpoints did not pass: app1_8001: {broken.url()} did not pass 2 checks")
+    assert '"reason": "forced"' in message
+    assert "app1_8000" not in message
+
+
+def test_the_ansible_command_gates_several_endpoints(start_server: StartServer, ansible_env: dict[str, str]) -> None:
+    first = start_server(lambda n, t: Reply(200, READY) if n >= 2 else Reply(503, "starting"))
+    second = start_server(lambda n, t: Reply(200, READY))
+    completed, result = run_ansible(
+        {"urls": {"first": first.url(), "second": second.url()}, "expect_json": EXPECT_READY, "interval": 0.05},
+        ansible_env,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert result["failed_endpoints"] == []
+    assert result["endpoints"]["first"]["attempts"] == 5 == len(first.requests)
+    assert result["endpoints"]["second"]["attempts"] == 3 == len(second.requests)
+    assert result["endpoints"]["second"]["json"] == READY
+    assert result["attempts"] == 8
+    assert result["status"] is None
+    assert result["changed"] is False
+
+
+def test_url_and_urls_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_main({"url": "http://127.0.0.1:8000/ready", "urls": {"a": "http://127.0.0.1:8001/ready"}}, capsys)
+    assert result["failed"] is True
+    assert "mutually exclusive: url|urls" in result["msg"]
+    result = run_main({"successes": 2}, capsys)
+    assert result["failed"] is True
+    assert "one of the following is required: url, urls" in result["msg"]
+
+
+def test_check_mode_with_urls_makes_one_request_each_and_does_not_fail(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = start_server(lambda n, t: Reply(200, READY))
+    starting = start_server(lambda n, t: Reply(503, "starting"))
+    result = run_main(
+        {"urls": {"ready": ready.url(), "starting": starting.url()}, "timeout": 30, "_ansible_check_mode": True}, capsys
+    )
+    assert "failed" not in result
+    assert result["passed"] is False
+    assert result["failed_endpoints"] == ["starting"]
+    assert result["msg"] == (
+        "check mode: one check each, no waiting: ready: passed (HTTP 200, body "
+        f"'{json.dumps(READY)}'); starting: status 503 is not one of [200] (HTTP 503, body 'starting')"
+    )
+    assert len(ready.requests) == 1 == len(starting.requests)
