@@ -110,8 +110,10 @@ def test_the_generator_refuses_a_bad_inventory_before_writing(tmp_path, path, va
      ({"url": "http://127.0.0.1:9/", "timeout": 0}, "timeout must be a number of seconds greater than 0"),
      ({"url": "http://127.0.0.1:9/", "expect_status": [42]},
       "expect_status must hold HTTP statuses between 100 and 599, got 42"),
-     ({"expect_json": {"status": "ready"}}, "missing required arguments: url")],
-    ids=["url without a scheme", "successes 0", "timeout 0", "status out of range", "no url"],
+     ({"expect_json": {"status": "ready"}}, "one of the following is required: url, urls"),
+     ({"urls": {"app1_8000": "10.0.0.1:8000/health/readiness"}},
+      "urls['app1_8000'] must be an http:// or https:// URL with a host")],
+    ids=["url without a scheme", "successes 0", "timeout 0", "status out of range", "no url", "urls entry without a scheme"],
 )
 def test_health_gate_refuses_bad_options_naming_the_option(tmp_path, options, fragment):
     code, output = run(tmp_path, "ansible", "localhost", "-m", "health_gate", "-a", json.dumps(options))
