@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 jobs="${MOLECULE_JOBS:-2}"
 mkdir -p .cache
 
-for version in 1.0.0 1.1.0 1.2.0.dev1; do
+# 1.0.0 is the stacks' app_version; the others are every *_VERSION that test_upgrade.py deploys (read
+# from it, so that a new one cannot be missed: two scenarios building it at once break each other).
+upgrade_versions=$(grep -oE '^[A-Z_]+_VERSION = "[^"]+"' molecule/resources/stack_tests/test_upgrade.py | cut -d'"' -f2)
+for version in 1.0.0 $upgrade_versions; do
     ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$version" > .cache/build-release.log 2>&1 \
         || { tail -n 40 .cache/build-release.log; echo "building the wheelhouse of $version failed" >&2; exit 1; }
 done
