@@ -547,6 +547,13 @@ def wait_until_ready(
             sleep(next_check - now)
 
 
+def check_only_once(check: Callable[[], CheckResult]) -> GateOutcome:
+    """Check mode: one check, no waiting, as an outcome."""
+    started = time.monotonic()
+    result = check()
+    return GateOutcome(result.passed, 1, time.monotonic() - started, int(result.passed), result)
+
+
 def wait_until_all_ready(
     specs: Mapping[str, GateSpec], gate: Callable[[GateSpec], GateOutcome]
 ) -> Dict[str, GateOutcome]:
@@ -640,12 +647,10 @@ def run_module(module: AnsibleModule) -> None:
 
     check = functools.partial(check_once, spec)
     if module.check_mode:
-        started = time.monotonic()
-        result = check()
-        outcome = GateOutcome(result.passed, 1, time.monotonic() - started, int(result.passed), result)
+        outcome = check_only_once(check)
         module.exit_json(
-            passed=result.passed,
-            msg=f"check mode: one check, no waiting: {result.describe()}",
+            passed=outcome.passed,
+            msg=f"check mode: one check, no waiting: {outcome.last.describe()}",
             **result_fields(outcome),
         )
 
@@ -664,11 +669,7 @@ def run_endpoints(module: AnsibleModule) -> None:
 
     def gate(spec: GateSpec) -> GateOutcome:
         check = functools.partial(check_once, spec)
-        if module.check_mode:
-            started = time.monotonic()
-            result = check()
-            return GateOutcome(result.passed, 1, time.monotonic() - started, int(result.passed), result)
-        return wait_until_ready(spec, check)
+        return check_only_once(check) if module.check_mode else wait_until_ready(spec, check)
 
     outcomes = wait_until_all_ready(specs, gate)
     fields = endpoints_fields(specs, outcomes)
