@@ -6,6 +6,8 @@
   leave fewer than ``rollout_min_healthy`` ready ones.
 - ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
 - ``rollout_report``: the summary table printed at the end of a rollout.
+- ``apache_members_out_of_service`` and ``apache_runtime_plan``: read Apache's balancer-manager, to
+  wait for returning members and to drain or return members at runtime rather than by a reload.
 """
 
 from __future__ import annotations
@@ -227,6 +229,55 @@ def apache_members_out_of_service(backends: Any, members: Any) -> list[str]:
             if (str(backend.get("address")), str(backend.get("port"))) not in in_service]
 
 
+def apache_runtime_plan(backends: Any, members: Any) -> dict[str, Any]:
+    """How to bring Apache's running balancer to ``backends`` (with weights and drain states):
+    through balancer-manager at runtime, with no graceful restart, or by a reload.
+
+    Returns ``{"reload_because": "", "changes": [{"address": ..., "state": "drained"|"present"}]}``
+    when only drain states differ: one change per host address, because
+    community.general.apache2_mod_proxy sets every member of a host at once. ``reload_because`` says
+    why a reload is needed instead: a member added or gone, a load factor that differs (a slow-start
+    step), or a host whose members should not all be in the same state."""
+    checked = _checked_backends(backends)
+    running = {}
+    for member in members or []:
+        status = member.get("status") or {}
+        factor = (member.get("attributes") or {}).get("Factor")
+        try:
+            factor = float(str(factor).strip())
+        except ValueError:
+            factor = None
+        running[(str(member.get("host")), str(member.get("port")))] = {
+            "factor": factor,
+            "drained": bool(status.get("drained") or status.get("disabled")),
+        }
+
+    def reload(because: str) -> dict[str, Any]:
+        return {"reload_because": because, "changes": []}
+
+    wanted = {(str(backend.get("address")), str(backend.get("port"))): backend for backend in checked}
+    if set(wanted) != set(running):
+        added = sorted(backend["name"] for key, backend in wanted.items() if key not in running)
+        gone = sorted(f"{host}:{port}" for host, port in set(running) - set(wanted))
+        return reload(f"members differ (not running: {', '.join(added) or 'none'}; "
+                      f"running but not wanted: {', '.join(gone) or 'none'})")
+    states_by_address: dict[str, set[bool]] = {}
+    for key, backend in wanted.items():
+        weight = max(int(backend.get("weight", 1)), 1)
+        if running[key]["factor"] != float(weight):
+            return reload(f"{backend['name']} runs at load factor {running[key]['factor']}, wanted {weight}")
+        states_by_address.setdefault(key[0], set()).add(bool(backend.get("drained")))
+    mixed = sorted(address for address, states in states_by_address.items() if len(states) > 1)
+    if mixed:
+        return reload(f"some members of {', '.join(mixed)} are to be drained and others not")
+    changes = []
+    for address, states in sorted(states_by_address.items()):
+        drained = states.pop()
+        if any(running[key]["drained"] != drained for key in wanted if key[0] == address):
+            changes.append({"address": address, "state": "drained" if drained else "present"})
+    return {"reload_because": "", "changes": changes}
+
+
 def rollout_report(
     before: Mapping[str, Mapping[str, Any]],
     after: Mapping[str, Mapping[str, Any]],
@@ -277,5 +328,6 @@ class FilterModule:
                 ("slow_start_steps", slow_start_steps),
                 ("rollout_report", rollout_report),
                 ("apache_members_out_of_service", apache_members_out_of_service),
+                ("apache_runtime_plan", apache_runtime_plan),
             )
         }

@@ -159,6 +159,49 @@ def test_apache_members_out_of_service_matches_address_and_port():
     assert rollout.apache_members_out_of_service(backends, []) == [b["name"] for b in backends]
 
 
+def balancer_member(address, port, factor="1.00", status="Init Ok ", drained=False):
+    """One member as community.general.apache2_mod_proxy returns it."""
+    return {"host": address, "port": str(port), "attributes": {"Status": status, "Factor": factor},
+            "status": {"drained": drained, "disabled": False}}
+
+
+def weighted(backends, weights, drained=()):
+    return [dict(backend, weight=weight, drained=backend["name"] in drained)
+            for backend, weight in zip(backends, weights)]
+
+
+def test_apache_runtime_plan_drains_and_returns_whole_hosts_without_reload():
+    backends = weighted(fleet(2, 2), [3, 3, 1, 1], drained=["app2_8000", "app2_8001"])
+    members = [balancer_member("10.0.0.1", 8000, "3.00"), balancer_member("10.0.0.1", 8001, "3.00"),
+               balancer_member("10.0.0.2", 8000), balancer_member("10.0.0.2", 8001)]
+    assert rollout.apache_runtime_plan(backends, members) == {
+        "reload_because": "", "changes": [{"address": "10.0.0.2", "state": "drained"}]}
+    # Already drained: nothing to change. Back in service: one change for the host.
+    members[2]["status"]["drained"] = members[3]["status"]["drained"] = True
+    assert rollout.apache_runtime_plan(backends, members)["changes"] == []
+    returned = weighted(fleet(2, 2), [3, 3, 1, 1])
+    assert rollout.apache_runtime_plan(returned, members)["changes"] == [{"address": "10.0.0.2", "state": "present"}]
+
+
+def test_apache_runtime_plan_reloads_when_more_than_drain_states_differ():
+    members = [balancer_member("10.0.0.1", 8000, "3.00"), balancer_member("10.0.0.2", 8000)]
+    # A slow-start step changes a load factor.
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 1), [1, 1]), members)
+    assert plan["changes"] == [] and "app1_8000 runs at load factor 3.0, wanted 1" in plan["reload_because"]
+    # A member added or gone.
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 1, 1]), members)
+    assert "not running: app2_8001" in plan["reload_because"]
+    plan = rollout.apache_runtime_plan(weighted(fleet(1), [3]), members)
+    assert "running but not wanted: 10.0.0.2:8000" in plan["reload_because"]
+    # Half a host drained: balancer-manager through the module sets a whole host at once.
+    members.append(balancer_member("10.0.0.2", 8001))
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 1, 1], drained=["app2_8001"]), members)
+    assert plan["reload_because"] == "some members of 10.0.0.2 are to be drained and others not"
+    # A weight of 0 (no capacity) is drained at load factor 1, Apache's smallest.
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 0, 0], drained=["app2_8000", "app2_8001"]), members)
+    assert plan == {"reload_because": "", "changes": [{"address": "10.0.0.2", "state": "drained"}]}
+
+
 def test_batch_check_uses_readiness_seen_now():
     backends = fleet(2, 2, 2)
     batch = rollout.rollout_batches(backends)[1]

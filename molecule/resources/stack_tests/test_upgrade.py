@@ -134,15 +134,14 @@ def test_the_balancer_serves_every_instance_afterwards(failed_upgrade, host):
 SLOW_START_VERSION = "1.1.1"
 ROLLBACK_ALL_VERSION = "1.3.0.dev1"
 LB = f"{PREFIX}-lb1"
-# (name, weight, drained) of each server, read from the live balancer: HAProxy's runtime state, the
-# config file nginx and Apache were last reloaded with.
-SERVER_LINES = {
-    "nginx": ("/etc/nginx/nginx.conf",
-              re.compile(r"^\s*server\s+\S+\s+weight=(?P<weight>\d+)[^#\n]*?(?P<drained>\bdown\b)?;\s*#\s*(?P<name>\S+)", re.M)),
-    "apache": ("/etc/apache2/sites-available/rollgate.conf",
-               re.compile(r'^\s*BalancerMember\s+"[^"]+"\s+route=(?P<name>\S+)\s+loadfactor=(?P<weight>\d+)'
-                          r'(?P<drained>.*status=\+N)?', re.M)),
-}
+# (name, weight, drained) of each server, read from the live balancer: HAProxy's runtime state,
+# Apache's balancer-manager (which the rolling deploy drains at runtime), the config file nginx was last
+# reloaded with.
+NGINX_SERVER_LINE = re.compile(
+    r"^\s*server\s+\S+\s+weight=(?P<weight>\d+)[^#\n]*?(?P<drained>\bdown\b)?;\s*#\s*(?P<name>\S+)", re.M)
+APACHE_MANAGER = ["curl", "-sf", "http://127.0.0.1:8081/balancer-manager?b=rollgate"]
+APACHE_MEMBER_ROW = re.compile(
+    r"</a></td><td>(?P<name>[^<]+)</td><td>[^<]*</td><td>(?P<factor>[\d.]+)</td><td>[^<]*</td><td>(?P<status>[^<]*)</td>")
 HAPROXY_STATE = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
                  "s.sendall(b'show servers state app\\n'); print(s.makefile().read())")
 HAPROXY_DRAIN_OR_MAINT = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40
@@ -159,10 +158,14 @@ def live_weights() -> dict[str, int]:
             if len(fields) > 7 and not line.startswith("#"):
                 weights[fields[3]] = 0 if int(fields[6]) & HAPROXY_DRAIN_OR_MAINT else int(fields[7])
         return weights
-    path, pattern = SERVER_LINES[KIND]
-    config = subprocess.run(["podman", "exec", LB, "cat", path], capture_output=True, text=True, timeout=20,
-                            check=True).stdout
-    return {m["name"]: 0 if m["drained"] else int(m["weight"]) for m in pattern.finditer(config)}
+    if KIND == "apache":
+        page = subprocess.run(["podman", "exec", LB, *APACHE_MANAGER], capture_output=True, text=True, timeout=20,
+                              check=True).stdout
+        return {m["name"]: 0 if {"Drn", "Dis"} & set(m["status"].split()) else round(float(m["factor"]))
+                for m in APACHE_MEMBER_ROW.finditer(page)}
+    config = subprocess.run(["podman", "exec", LB, "cat", "/etc/nginx/nginx.conf"], capture_output=True, text=True,
+                            timeout=20, check=True).stdout
+    return {m["name"]: 0 if m["drained"] else int(m["weight"]) for m in NGINX_SERVER_LINE.finditer(config)}
 
 
 class WeightSampler:
