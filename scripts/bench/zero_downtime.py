@@ -21,6 +21,11 @@ instances answer 429), and --extra-var. Versions are PEP 440 and new on every ru
 broken one 1.<run-id>.<n>.dev1; their wheelhouses are built before any load (--no-prebuild: during the
 deploy, inside its wall time).
 
+--isolate-controller runs every playbook in a CPU cgroup of the smallest weight: Ansible, its forks and
+podman then take the CPU only when the lab and the load generator leave some, as on a controller of its
+own. The modules podman runs inside a lab container stay in that container's cgroup, so a host's own
+share of the work still competes with its app, as on a real host.
+
 Output: build/bench/zero_downtime-<timestamp>.json (every figure, rewritten after each case), the
 records, marks and playbook logs under build/bench/zero_downtime-<timestamp>/, and a Markdown table
 on stdout. Exit status 1 when a playbook did not end as expected. The load generator is always
@@ -135,6 +140,38 @@ def stop_process(process: subprocess.Popen[Any], signum: int, grace: float) -> i
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+CONTROLLER_CGROUP = "rollgate-bench-controller"
+
+
+def controller_cgroup_procs() -> Path:
+    """The cgroup.procs of a CPU cgroup with the smallest weight (cgroup v2 cpu.weight 1, v1 cpu.shares 2),
+    made if need be: the place of the playbooks under --isolate-controller."""
+    unified = Path("/sys/fs/cgroup")
+    if (unified / "cgroup.controllers").is_file():
+        if "cpu" not in (unified / "cgroup.controllers").read_text().split():
+            raise RuntimeError("--isolate-controller: cgroup v2 without the cpu controller on this machine")
+        if "cpu" not in (unified / "cgroup.subtree_control").read_text().split():
+            (unified / "cgroup.subtree_control").write_text("+cpu")
+        group, weight_file, weight = unified / CONTROLLER_CGROUP, "cpu.weight", "1"
+    elif (unified / "cpu" / "cpu.shares").is_file():
+        group, weight_file, weight = unified / "cpu" / CONTROLLER_CGROUP, "cpu.shares", "2"
+    else:
+        raise RuntimeError("--isolate-controller: no cgroup cpu controller under /sys/fs/cgroup on this machine")
+    try:
+        group.mkdir(exist_ok=True)
+        (group / weight_file).write_text(weight)
+    except OSError as exc:
+        raise RuntimeError(f"--isolate-controller: cannot set up {group} ({exc}); run as root") from exc
+    return group / "cgroup.procs"
+
+
+def in_cgroup(command: list[str], procs: Path | None) -> list[str]:
+    """``command``, run from inside the cgroup whose cgroup.procs is ``procs`` (unchanged when None)."""
+    if procs is None:
+        return command
+    return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *command]
+
+
 @dataclass
 class PlaybookRun:
     rc: int
@@ -145,8 +182,9 @@ class PlaybookRun:
 
 
 def run_playbook(playbook: str, extra_vars: dict[str, Any], inventory: str, log_path: Path,
-                 timeout: float) -> PlaybookRun:
-    """ansible-playbook with the vars as one JSON -e (types kept), its output into ``log_path``."""
+                 timeout: float, cgroup_procs: Path | None = None) -> PlaybookRun:
+    """ansible-playbook with the vars as one JSON -e (types kept), its output into ``log_path``; inside
+    the cgroup of ``cgroup_procs`` when given."""
     if not (REPO_ROOT / playbook).is_file():
         raise FileNotFoundError(f"{playbook} does not exist in {REPO_ROOT}")
     command = ["ansible-playbook", "-i", inventory, playbook, "-e", json.dumps(extra_vars)]
@@ -156,8 +194,9 @@ def run_playbook(playbook: str, extra_vars: dict[str, Any], inventory: str, log_
     with log_path.open("w", encoding="utf-8") as output:
         output.write(f"# {' '.join(command)}\n")
         output.flush()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=tool_environment(), stdout=output,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(in_cgroup(command, cgroup_procs), cwd=REPO_ROOT, env=tool_environment(),
+                                   stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
         try:
             rc = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -265,7 +304,7 @@ def run_case(case: Case, kind: str, args: argparse.Namespace, work_dir: Path) ->
         log.info("%s/%s: load running, %.0f s of steady state", kind, case.name, args.steady)
         sleep_with_load(args.steady, generator)
         run = run_playbook(case.playbook, case.extra_vars, args.inventory, Path(result["log"]),
-                           args.playbook_timeout)
+                           args.playbook_timeout, args.cgroup_procs)
         marks["deploy_start"], marks["deploy_end"] = run.started, run.ended
         result.update(rc=run.rc, deploy_seconds=run.seconds)
         log.info("%s/%s: %s ended rc=%d in %.1f s; %.0f s more of load", kind, case.name, case.playbook,
@@ -326,7 +365,7 @@ def prebuild(versions: Sequence[str], args: argparse.Namespace, work_dir: Path) 
     playbook.write_text(PREBUILD_PLAYBOOK, encoding="utf-8")
     log.info("building the wheelhouses of %s", ", ".join(versions))
     run = run_playbook(str(playbook.relative_to(REPO_ROOT)), {"bench_versions": list(versions)},
-                       args.inventory, work_dir / "prebuild.log", args.playbook_timeout)
+                       args.inventory, work_dir / "prebuild.log", args.playbook_timeout, args.cgroup_procs)
     if run.rc != 0:
         raise RuntimeError(f"building the wheelhouses failed (rc={run.rc}):\n{log_tail(run.log)}")
 
@@ -405,6 +444,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-restore", dest="restore", action="store_false",
                         help="leave the lab as the last case left it instead of running site.yml with the "
                              "inventory's settings at the end")
+    parser.add_argument("--isolate-controller", action="store_true",
+                        help="run the playbooks in a CPU cgroup of the smallest weight, as on a controller of their own")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "build" / "bench", help="(default: build/bench)")
     args = parser.parse_args(argv)
     if args.run_id is None:
@@ -413,6 +454,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--run-id must be 0 or more")
     if args.app_rate_limit is None:
         args.app_rate_limit = max(600, math.ceil(args.rate * 60 * 4))
+    args.cgroup_procs = None
+    if args.isolate_controller:
+        try:
+            args.cgroup_procs = controller_cgroup_procs()
+        except RuntimeError as exc:
+            parser.error(str(exc))
     return args
 
 
@@ -459,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {"kinds": args.kinds, "cases": args.cases, "steady_s": args.steady, "after_s": args.after,
                      "rate": args.rate, "workers": args.workers, "timeout_s": args.timeout,
                      "write_ratio": args.write_ratio, "url": args.url, "app_rate_limit_per_minute": args.app_rate_limit,
-                     "extra_vars": user_vars, "inventory": args.inventory},
+                     "extra_vars": user_vars, "inventory": args.inventory,
+                     "isolate_controller": args.isolate_controller},
         "kinds": {}}
     versions = {kind: case_versions(args.run_id, index) for index, kind in enumerate(args.kinds)}
     handle_signals()
@@ -473,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind_result: dict[str, Any] = {"setup": {}, "cases": {}, "error": None}
             results["kinds"][kind] = kind_result
             setup = run_playbook(SITE_PLAYBOOK, common_vars, args.inventory, work_dir / f"{kind}-site.log",
-                                 args.playbook_timeout)
+                                 args.playbook_timeout, args.cgroup_procs)
             kind_result["setup"] = {"rc": setup.rc, "seconds": setup.seconds, "log": str(setup.log)}
             if setup.rc != 0:
                 kind_result["error"] = f"site.yml -e lb_kind={kind} failed (rc={setup.rc}); see {setup.log}"
@@ -485,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 write_results(results, results_path)
         if args.restore:
             restore = run_playbook(SITE_PLAYBOOK, {}, args.inventory, work_dir / "restore-site.log",
-                                   args.playbook_timeout)
+                                   args.playbook_timeout, args.cgroup_procs)
             results["restore"] = {"rc": restore.rc, "seconds": restore.seconds, "log": str(restore.log)}
             if restore.rc != 0:
                 log.error("restoring the lab with site.yml failed (rc=%d); see %s", restore.rc, restore.log)
