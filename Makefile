@@ -8,11 +8,12 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site deploy status down faults test lint unit app-test molecule services
+.PHONY: help up bootstrap lab site stage deploy status down faults test lint unit app-test molecule services
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it"
 	@echo "make test      everything CI checks: lint, unit tests, app tests, molecule scenarios"
+	@echo "make stage VERSION=X    install version X beside the running one on every app host, nothing restarted"
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
 	@echo "make faults    the fault suite under load on the lab, per balancer (figures, not a test)"
@@ -37,6 +38,10 @@ site:
 
 up: lab site
 	@bash scripts/show-endpoint.sh
+
+stage:
+	@test -n "$(VERSION)" || { echo "make stage needs the version to stage: make stage VERSION=1.1.0" >&2; exit 2; }
+	ansible-playbook -i $(INVENTORY) playbooks/stage_release.yml -e app_version=$(VERSION)
 
 deploy:
 	@test -n "$(VERSION)" || { echo "make deploy needs the version to deploy: make deploy VERSION=1.1.0" >&2; exit 2; }

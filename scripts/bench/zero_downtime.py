@@ -26,6 +26,9 @@ podman then take the CPU only when the lab and the load generator leave some, as
 own. The modules podman runs inside a lab container stay in that container's cgroup, so a host's own
 share of the work still competes with its app, as on a real host.
 
+--stage-first runs playbooks/stage_release.yml for the rolling and failing cases before their load
+starts, so that the deploy window holds the batches and not the staging of the release.
+
 Output: build/bench/zero_downtime-<timestamp>.json (every figure, rewritten after each case), the
 records, marks and playbook logs under build/bench/zero_downtime-<timestamp>/, and a Markdown table
 on stdout. Exit status 1 when a playbook did not end as expected. The load generator is always
@@ -58,6 +61,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 ROLLING_PLAYBOOK = "playbooks/rolling_deploy.yml"
 NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
+STAGE_PLAYBOOK = "playbooks/stage_release.yml"
 SITE_PLAYBOOK = "site.yml"
 KINDS = ("nginx", "haproxy", "apache")
 CASES = ("control", "rolling", "naive", "failing")
@@ -297,6 +301,15 @@ def run_case(case: Case, kind: str, args: argparse.Namespace, work_dir: Path) ->
         log.error("%s/%s: %s", kind, case.name, result["error"])
         return result
 
+    if args.stage_first and case.playbook == ROLLING_PLAYBOOK:
+        stage = run_playbook(STAGE_PLAYBOOK, case.extra_vars, args.inventory, Path(str(stem) + ".stage.log"),
+                             args.playbook_timeout, args.cgroup_procs)
+        result["stage"] = {"rc": stage.rc, "seconds": stage.seconds, "log": str(stage.log)}
+        if stage.rc != 0:
+            result["error"] = f"{STAGE_PLAYBOOK} failed (rc={stage.rc}); see {stage.log}"
+            log.error("%s/%s: %s\n%s", kind, case.name, result["error"], log_tail(stage.log))
+            return result
+
     generator = LoadGenerator(args, records_path, Path(str(stem) + ".loadgen.log"))
     marks: dict[str, float] = {}
     try:
@@ -444,6 +457,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-restore", dest="restore", action="store_false",
                         help="leave the lab as the last case left it instead of running site.yml with the "
                              "inventory's settings at the end")
+    parser.add_argument("--stage-first", action="store_true",
+                        help="stage each rolling and failing case's release (playbooks/stage_release.yml) "
+                             "before its load starts")
     parser.add_argument("--isolate-controller", action="store_true",
                         help="run the playbooks in a CPU cgroup of the smallest weight, as on a controller of their own")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "build" / "bench", help="(default: build/bench)")
@@ -507,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "rate": args.rate, "workers": args.workers, "timeout_s": args.timeout,
                      "write_ratio": args.write_ratio, "url": args.url, "app_rate_limit_per_minute": args.app_rate_limit,
                      "extra_vars": user_vars, "inventory": args.inventory,
-                     "isolate_controller": args.isolate_controller},
+                     "isolate_controller": args.isolate_controller, "stage_first": args.stage_first},
         "kinds": {}}
     versions = {kind: case_versions(args.run_id, index) for index, kind in enumerate(args.kinds)}
     handle_signals()

@@ -192,3 +192,19 @@ def test_a_deploy_with_two_balancers_stops_naming_the_lb_group(tmp_path):
     assert result.returncode != 0
     assert "UNREACHABLE" not in output, output[-3000:]
     assert "the lb group holds 2 host(s): run it against an inventory with one host in [lb]" in output
+
+
+def test_staging_checks_the_inventory_then_stops_when_the_hosts_do_not_answer(tmp_path):
+    """stage_release.yml refuses a bad version before contacting any host, and tries every host before
+    installing anything."""
+    result = run(tmp_path, GOOD_INVENTORY, "playbooks/stage_release.yml", "-e", "app_version=banana")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "UNREACHABLE" not in output, output[-3000:]
+    assert "app_version must name a release" in output, output[-3000:]
+
+    result = run(tmp_path, GOOD_INVENTORY, "playbooks/stage_release.yml")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
+    assert "Install the release beside the running one" not in output
