@@ -36,10 +36,11 @@ def inventory_file(tmp_path: Path, inventory: dict) -> str:
 
 # -- make targets -------------------------------------------------------------------------------------
 
-def test_make_deploy_without_version_says_how_to_give_it(tmp_path):
-    code, output = run(tmp_path, "make", "-s", "deploy", f"INVENTORY={inventory_file(tmp_path, GOOD_INVENTORY)}")
+@pytest.mark.parametrize("target", ["deploy", "stage"])
+def test_make_deploy_or_stage_without_version_says_how_to_give_it(tmp_path, target):
+    code, output = run(tmp_path, "make", "-s", target, f"INVENTORY={inventory_file(tmp_path, GOOD_INVENTORY)}")
     assert code != 0
-    assert "make deploy needs the version to deploy: make deploy VERSION=1.1.0" in output
+    assert f"make {target} needs the version to {target}: make {target} VERSION=1.1.0" in output
     assert "ansible-playbook" not in output
 
 
