@@ -8,7 +8,7 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site stage deploy status down faults test lint unit app-test molecule services
+.PHONY: help up bootstrap lab site stage deploy status down faults test fresh-machine lint unit app-test molecule services
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it"
@@ -60,8 +60,13 @@ down:
 
 ## Tests -----------------------------------------------------------------------------------
 
-test: bootstrap lint unit app-test molecule
+test: bootstrap fresh-machine lint unit app-test molecule
 	@echo "make test: all checks passed"
+
+# The bootstrap's host step on a fresh Debian 12 container: catches a missing install step that this
+# machine, with the packages of earlier runs, would hide.
+fresh-machine: bootstrap
+	@bash scripts/test-fresh-machine.sh
 
 lint:
 	yamllint --strict .

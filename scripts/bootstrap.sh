@@ -11,7 +11,9 @@ VENV_DIR="${ROOT_DIR}/.venv"
 BASE_IMAGE="${ROLLGATE_BASE_IMAGE:-localhost/rollgate-base:bookworm}"
 BASE_SUITE="bookworm"
 BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates"
-HOST_PACKAGES=(podman runc debootstrap)
+# podman and what it needs at run time: --no-install-recommends leaves out iptables, which netavark (podman's
+# network stack) calls for every container ("netavark: No such file or directory" without it).
+HOST_PACKAGES=(podman runc debootstrap iptables uidmap slirp4netns netavark aardvark-dns conmon fuse-overlayfs)
 DROPIN_DIR="/etc/containers/containers.conf.d"
 DROPIN_FILE="${DROPIN_DIR}/50-rollgate-lab.conf"
 
@@ -38,9 +40,10 @@ ensure_host_packages() {
     for pkg in "${HOST_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
     done
-    # podman needs these at run time; --no-install-recommends would otherwise leave them out.
+    # Each package is checked on its own, so a machine that has podman but lacks one of its run-time
+    # packages gets it too.
     if ((${#missing[@]})); then
-        apt_install "${missing[@]}" uidmap slirp4netns netavark aardvark-dns conmon fuse-overlayfs
+        apt_install "${missing[@]}"
     fi
 }
 
