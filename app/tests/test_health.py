@@ -97,3 +97,12 @@ def test_forced_readiness_failure_for_rollout_tests(launcher) -> None:
     assert response.status_code == 503
     assert response.json()["reason"] == "forced by APP_FAIL_READINESS"
     assert httpx.get(broken.base_url + "/health/liveness").status_code == 200
+
+
+def test_a_release_forced_unready_holds_back_api_traffic(launcher) -> None:
+    # A release that never becomes ready serves nobody: what a deploy without a gate hands every user.
+    broken = launcher.start("forced-api", wait="listening", APP_FAIL_READINESS="1")
+    response = httpx.get(broken.base_url + "/items")
+    assert response.status_code == 503
+    assert response.json()["detail"] == "the service is not ready (forced by APP_FAIL_READINESS)"
+    assert httpx.get(broken.base_url + "/health").status_code == 200

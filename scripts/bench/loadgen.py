@@ -35,6 +35,7 @@ import math
 import os
 import queue
 import random
+import select
 import signal
 import ssl
 import sys
@@ -252,12 +253,21 @@ class Plan:
     payload: dict[str, Any] | None = None
 
 
-def plan_request(rng: random.Random, write_ratio: float, item_ids: Sequence[int], prefix: str) -> Plan:
-    """A read (the item list or one item, evenly) or, with probability write_ratio, a movement of 1."""
+# The classes of request a record's "kind" names; summaries count failures per class.
+REQUEST_KINDS = ("read", "write", "health")
+
+
+def plan_request(rng: random.Random, write_ratio: float, item_ids: Sequence[int], prefix: str,
+                 health_ratio: float = 0.0) -> Plan:
+    """With probability write_ratio a movement of 1, with probability health_ratio a GET /health, else a
+    read that touches the database (the item list or one item, evenly)."""
     item_id = rng.choice(item_ids)
-    if rng.random() < write_ratio:
+    draw = rng.random()
+    if draw < write_ratio:
         op = rng.choice(("receive", "ship"))
         return Plan("write", op, "POST", f"/items/{item_id}/{op}", {"quantity": 1, "reason": "loadgen"})
+    if draw < write_ratio + health_ratio:
+        return Plan("health", "health", "GET", "/health")
     if rng.random() < 0.5:
         return Plan("read", "list", "GET", f"/items?q={prefix}&per_page=20")
     return Plan("read", "get", "GET", f"/items/{item_id}")
@@ -286,6 +296,17 @@ class ConnectFailed(Exception):
     """Opening the connection (TCP or TLS) failed."""
 
 
+def connection_dropped(sock: Any) -> bool:
+    """Whether a kept-alive connection is no use any more: readable while idle means the server closed it
+    (or sent what no request asked for). HTTP client pools check this before reusing a connection
+    (urllib3's is_connection_dropped); it is not a resend, since the request was never sent."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 @dataclass
 class LoadSettings:
     rate: float
@@ -298,6 +319,7 @@ class LoadSettings:
     retry_stale: bool
     item_prefix: str
     seed: int | None = None
+    health_ratio: float = 0.0
 
 
 class Worker(threading.Thread):
@@ -341,7 +363,8 @@ class Worker(threading.Thread):
         return exchange(self.conn, plan.method, plan.path, body, headers)
 
     def send(self, due: Due) -> dict[str, Any]:
-        plan = plan_request(self.rng, self.settings.write_ratio, self.item_ids, self.settings.item_prefix)
+        plan = plan_request(self.rng, self.settings.write_ratio, self.item_ids, self.settings.item_prefix,
+                            self.settings.health_ratio)
         headers = {"Accept": "application/json"}
         body = None
         session_generation = self.session.generation
@@ -358,6 +381,10 @@ class Worker(threading.Thread):
             record["key"] = headers["Idempotency-Key"]
         send_started = time.monotonic()
         record["queue_ms"] = round((send_started - due.monotonic) * 1000, 3)
+        if self.conn is not None and self.conn.sock is not None and connection_dropped(self.conn.sock):
+            # Closed by the server while idle: a new connection before the request, as client pools do.
+            self._drop_connection()
+            record["reconnected"] = True
         while True:
             reused = self.conn is not None and self.conn.sock is not None
             try:
@@ -508,9 +535,11 @@ def summarize(records: Iterable[dict[str, Any]], start: float | None = None,
         "ok": sum(1 for r in sent if r["error"] is None),
         "failed": len(failures),
         "failed_by_class": {name: sum(1 for r in failures if r["error"] == name) for name in FAILURE_CLASSES},
-        "failed_by_kind": {kind: sum(1 for r in failures if r["kind"] == kind) for kind in ("read", "write")},
+        "failed_by_kind": {kind: sum(1 for r in failures if r["kind"] == kind) for kind in REQUEST_KINDS},
+        "requests_by_kind": {kind: sum(1 for r in sent if r["kind"] == kind) for kind in REQUEST_KINDS},
         "rejected": {name: sum(1 for r in sent if r["error"] == name) for name in REJECTION_CLASSES},
         "retried_stale_connection": sum(1 for r in sent if r.get("retried")),
+        "reconnected_before_sending": sum(1 for r in sent if r.get("reconnected")),
         "unsent": len(window) - len(sent),
         "p50_ms": p(0.50),
         "p99_ms": p(0.99),
@@ -540,7 +569,8 @@ def format_summary(name: str, figures: dict[str, Any]) -> str:
     return (f"{name}: {figures['requests']} requests ({figures['rate_per_s']} /s), "
             f"failed {figures['failed']} (connect {failed['connect']}, reset {failed['reset']}, "
             f"timeout {failed['timeout']}, 5xx {failed['5xx']}, other {failed['other']}; "
-            f"read {figures['failed_by_kind']['read']}, write {figures['failed_by_kind']['write']}), "
+            f"read {figures['failed_by_kind']['read']}, write {figures['failed_by_kind']['write']}, "
+            f"health {figures['failed_by_kind']['health']}), "
             f"429 {figures['rejected']['429']}, 4xx {figures['rejected']['4xx']}, "
             f"resent {figures['retried_stale_connection']}, unsent {figures['unsent']}, "
             f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms; "
@@ -578,7 +608,7 @@ def command_run(args: argparse.Namespace) -> int:
     settings = LoadSettings(rate=args.rate, duration=args.duration, max_requests=args.max_requests,
                             workers=args.workers, timeout=args.timeout, write_ratio=args.write_ratio,
                             drain_timeout=args.drain_timeout, retry_stale=args.retry_stale,
-                            item_prefix=args.item_prefix, seed=args.seed)
+                            item_prefix=args.item_prefix, seed=args.seed, health_ratio=args.health_ratio)
     target = Target.from_url(args.url, verify_tls=args.verify_tls)
     stop = StopFlag()
     stop.install()
@@ -661,6 +691,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      help="seconds per connect and per read of a request (default: %(default)s)")
     run.add_argument("--write-ratio", type=ratio, default=0.2,
                      help="share of stock movements; the rest are reads (default: %(default)s)")
+    run.add_argument("--health-ratio", type=ratio, default=0.0,
+                     help="share of GET /health among the requests (default: %(default)s)")
     run.add_argument("--drain-timeout", type=positive(float), default=None,
                      help="seconds to finish the due requests after the stop (default: --timeout + 5)")
     run.add_argument("--no-retry-stale", dest="retry_stale", action="store_false",
@@ -682,6 +714,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary.set_defaults(handler=command_summarize)
 
     args = parser.parse_args(argv)
+    if args.command == "run" and args.write_ratio + args.health_ratio > 1:
+        parser.error(f"--write-ratio {args.write_ratio} and --health-ratio {args.health_ratio} add up to more than 1")
     if args.command == "run" and args.drain_timeout is None:
         args.drain_timeout = args.timeout + 5.0
     return args

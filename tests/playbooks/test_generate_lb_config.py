@@ -1,16 +1,15 @@
 """playbooks/generate_lb_config.yml, run as a user runs it: render each balancer's config for the lab
 inventory without contacting any host, and check it with the balancer's own checker.
 
-`make checkers` installs nginx, HAProxy and Apache on this machine (without starting them), so the
-checker really runs here; without them the generator still renders and says it did not check.
+`make unit` runs scripts/install-checkers.sh first, which installs nginx, HAProxy and Apache on this
+machine (without starting them), so every checker must really run here: a generator that says a
+checker is not installed fails the test instead of passing unchecked.
 """
 
+import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
-
-import os
 
 import pytest
 
@@ -39,10 +38,10 @@ def test_each_balancer_config_is_rendered_and_passes_its_checker(tmp_path, kind)
     config = (tmp_path / kind / FILES[kind]).read_text()
     for instance in ("app1:8000", "app1:8001", "app2:8000", "app2:8001"):
         assert instance in config, f"{instance} missing from the {kind} config"
-    if shutil.which(CHECKERS[kind]):
-        assert f"checked with {CHECKERS[kind]}: OK" in result.stdout
-    else:
-        assert "not installed here" in result.stdout
+    assert "not installed here" not in result.stdout, (
+        f"{CHECKERS[kind]} is not installed, so its checker did not run: run scripts/install-checkers.sh as root")
+    assert re.search(r"TASK \[lb : Run the checker\] \**\nok: \[localhost\]", result.stdout), result.stdout[-3000:]
+    assert f"checked with {CHECKERS[kind]}: OK" in result.stdout
 
 
 def test_an_unknown_balancer_fails_naming_the_three_choices(tmp_path):

@@ -51,6 +51,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> FastAP
     app.include_router(items.router)
     app.include_router(dashboard.router)
     # Starlette runs the middleware added last first: the observability layer wraps everything.
+    app.add_middleware(auth.SessionCookieMiddleware, settings=settings)
     app.add_middleware(GateMiddleware, runtime=rt)
     app.add_middleware(ObservabilityMiddleware, runtime=rt)
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .auth import authenticate, set_session_cookie
+from .auth import authenticate, load_session, set_session_cookie
 from .health import assess, balancer_metrics, health_body, pool_figures
 from .runtime import Runtime
 from .sessions import COOKIE_NAME
@@ -79,7 +79,7 @@ async def login_form(request: Request) -> Response:
 @router.get("/system/health")
 async def system_health(request: Request) -> Response:
     rt = runtime(request)
-    session = await rt.sessions.load(request.cookies.get(COOKIE_NAME))
+    session = await load_session(request, request.cookies.get(COOKIE_NAME))
     if session is None:
         return RedirectResponse("/login", status_code=303)
     state = await assess(rt)

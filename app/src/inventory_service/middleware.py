@@ -86,9 +86,12 @@ class GateMiddleware:
             await self.app(scope, receive, send)
             return
         rt = self.runtime
-        if not rt.lifecycle.started:
-            response = JSONResponse({"detail": "the service is starting"}, status_code=503,
-                                    headers={"Retry-After": "5"})
+        if not rt.lifecycle.started or rt.settings.fail_readiness:
+            # A release whose readiness is forced to fail (rollout failure tests) is one that never
+            # became ready: it holds traffic back as an instance still starting does.
+            detail = ("the service is not ready (forced by APP_FAIL_READINESS)" if rt.settings.fail_readiness
+                      else "the service is starting")
+            response = JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
             await response(scope, receive, send)
             return
         if rt.limiter is None:
