@@ -12,7 +12,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it"
-	@echo "make test      everything CI checks: lint, unit tests, app tests, molecule scenarios"
+	@echo "make test      everything CI checks: the bootstrap on a fresh container, lint, unit tests, app tests, molecule scenarios"
 	@echo "make stage VERSION=X    install version X beside the running one on every app host, nothing restarted"
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"

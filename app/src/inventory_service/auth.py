@@ -11,7 +11,6 @@ lifetime, while the server still keeps the session of an active user.
 from __future__ import annotations
 
 import asyncio
-import http.cookies
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
@@ -68,17 +67,12 @@ WriterSession = Annotated[Session, Depends(writer_session)]
 
 
 def session_cookie_header(session: Session, settings: Settings) -> tuple[bytes, bytes]:
-    """The Set-Cookie header of a session, valid for the whole lifetime from now (as Redis keeps it)."""
-    cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
-    cookie[COOKIE_NAME] = session.id
-    attributes = cookie[COOKIE_NAME]
-    attributes["max-age"] = settings.session_lifetime_minutes * 60
-    attributes["path"] = "/"
-    attributes["httponly"] = True
-    attributes["samesite"] = "strict"
-    if settings.session_cookie_secure:
-        attributes["secure"] = True
-    return b"set-cookie", attributes.OutputString().encode("latin-1")
+    """The Set-Cookie header of a session, valid for the whole lifetime from now (as Redis keeps it),
+    as Starlette's set_cookie writes it (the middleware below needs it as a raw header)."""
+    response = Response()
+    response.set_cookie(COOKIE_NAME, session.id, max_age=settings.session_lifetime_minutes * 60, path="/",
+                        httponly=True, secure=settings.session_cookie_secure, samesite="strict")
+    return response.raw_headers[-1]
 
 
 def set_session_cookie(response: Response, session: Session, settings: Settings) -> None:
