@@ -8,11 +8,14 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site stage deploy status down faults test fresh-machine lint unit app-test molecule services
+.PHONY: help up bootstrap lab site stage deploy status down faults check test lab-test fresh-machine lint unit app-test molecule services
 
 help:
-	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it"
-	@echo "make test      everything CI checks: the bootstrap on a fresh container, lint, unit tests, app tests, molecule scenarios"
+	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer"
+	@echo "make test      everything CI checks: make check, then the molecule scenarios"
+	@echo "make check     before every commit (about 5 min): the bootstrap on a fresh container, lint, unit and playbook tests, app tests"
+	@echo "make lab-test KIND=haproxy [TESTS=test_upgrade.py::test_rolling_deploy_succeeds]"
+	@echo "               the stack tests against the running lab (make up first), its balancer switched to KIND"
 	@echo "make stage VERSION=X    install version X beside the running one on every app host, nothing restarted"
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
@@ -24,13 +27,18 @@ help:
 bootstrap:
 	@bash scripts/bootstrap.sh all
 
-# make up APP_HOSTS=N: a lab of N app hosts (inventories/lab/hosts.py), kept for the commands after it.
+# make up APP_HOSTS=N: a lab of N app hosts; make up LB_KIND=haproxy: the lab's balancer
+# (inventories/lab/hosts.py). Each is kept for the commands after it.
 APP_HOSTS ?=
+LB_KIND ?=
 
 lab: bootstrap
 	@if [ -n "$(APP_HOSTS)" ]; then \
 	    ROLLGATE_APP_HOSTS="$(APP_HOSTS)" python3 inventories/lab/hosts.py > /dev/null && \
 	    mkdir -p .cache && echo "$(APP_HOSTS)" > .cache/lab-app-hosts; fi
+	@if [ -n "$(LB_KIND)" ]; then \
+	    ROLLGATE_LB_KIND="$(LB_KIND)" python3 inventories/lab/hosts.py > /dev/null && \
+	    mkdir -p .cache && echo "$(LB_KIND)" > .cache/lab-lb-kind; fi
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 
 site:
@@ -60,8 +68,22 @@ down:
 
 ## Tests -----------------------------------------------------------------------------------
 
-test: bootstrap fresh-machine lint unit app-test molecule
+test: check molecule
 	@echo "make test: all checks passed"
+
+# The loop before every commit: everything in make test but the molecule scenarios. It starts the
+# services it needs itself (the app tests' Redis and PostgreSQL).
+check: bootstrap fresh-machine lint unit app-test
+	@echo "make check: all checks passed"
+
+# The stack tests (molecule/resources/stack_tests) against the running lab: KIND switches its balancer
+# first when it runs another (site.yml, keeping the fleet's version); TESTS picks files or tests in that
+# folder (default: all of them). The lab is left serving on the inventory's version.
+KIND ?=
+TESTS ?=
+lab-test:
+	@bash scripts/bootstrap.sh venv
+	python scripts/lab_test.py $(if $(KIND),--kind "$(KIND)") $(TESTS)
 
 # The bootstrap's host step on a fresh Debian 12 container: catches a missing install step that this
 # machine, with the packages of earlier runs, would hide.

@@ -1,48 +1,28 @@
-"""Testinfra hosts for molecule scenarios, reached through podman directly.
+"""Testinfra hosts for molecule scenarios and the stack tests, reached through podman directly.
 
 Molecule's inventory says ansible_connection=podman, which testinfra's ansible backend does not
 know: it would fall back to one ansible process per command. podman:// runs `podman exec` instead.
-A test module may set `testinfra_hosts` to a list of host or group names to run on fewer hosts.
+A test module may set `testinfra_hosts` to a list of host or group names to run on fewer hosts; they
+are resolved in the inventory of the stack under test (testlib.stack(): molecule's, or the lab's).
 """
 
 import os
+import sys
 
 import pytest
 import testinfra
-import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def _molecule_inventory() -> dict:
-    inventory_dir = os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
-        os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", "ansible_inventory.yml"
-    )
-    with open(inventory_dir, encoding="utf-8") as stream:
-        return yaml.safe_load(stream) or {}
-
-
-def _hosts_of(node: dict, group: str | None, selected: bool) -> list[str]:
-    """Host names under an inventory node; only those inside `group` when one is named."""
-    selected = selected or group is None
-    names = list((node.get("hosts") or {}).keys()) if selected else []
-    for child_name, child in (node.get("children") or {}).items():
-        names += _hosts_of(child or {}, group, selected or child_name == group)
-    return names
+from testlib import stack  # noqa: E402
 
 
 def resolve_hosts(patterns: list[str]) -> list[str]:
-    """Host names for host or group names. Molecule writes each group at the top level of its
-    inventory, beside `all`, so every top-level key is a group."""
-    inventory = _molecule_inventory()
-    every_host = _hosts_of(inventory.get("all", {}), None, True)
+    """Host names for host or group names."""
+    groups = stack().groups()
     names: list[str] = []
     for pattern in patterns:
-        if pattern in every_host:
-            found = [pattern]
-        elif pattern == "all":
-            found = every_host
-        else:
-            found = [host for node in inventory.values() for host in _hosts_of(node or {}, pattern, False)]
-            found += _hosts_of(inventory.get(pattern) or {}, None, True)
+        found = [pattern] if pattern in groups["all"] else groups.get(pattern, [])
         if not found:
             raise pytest.UsageError(f"testinfra_hosts names {pattern!r}, which the inventory does not have")
         names += [name for name in found if name not in names]

@@ -16,10 +16,16 @@ for version in 1.0.0 $upgrade_versions; do
         || { tail -n 40 .cache/build-release.log; echo "building the wheelhouse of $version failed" >&2; exit 1; }
 done
 
+stamp() { local line; while IFS= read -r line || [ -n "$line" ]; do printf '%(%s)T %s\n' -1 "$line"; done; }
+export -f stamp
+
 run_one() {
     local scenario="$1" start status
     start=$(date +%s)
-    if molecule test -s "$scenario" > ".cache/molecule-$scenario.log" 2>&1; then status=passed; else status=FAILED; fi
+    # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
+    # phase's time from them.
+    if (set -o pipefail; molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
+        status=passed; else status=FAILED; fi
     echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
         "$(sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$scenario.log" | grep -aoE '[0-9]+ (passed|failed)[^=]*' | tail -n 1)"
     if [ "$status" != passed ]; then echo "$scenario" >> .cache/molecule-failed; return 1; fi
@@ -31,8 +37,13 @@ ordered=()
 for scenario in "$@"; do case "$scenario" in stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
 
 rm -f .cache/molecule-failed
-if printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}; then
-    echo "molecule: all ${#ordered[@]} scenarios passed"
+status=0
+printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} || status=$?
+logs=()
+for scenario in "${ordered[@]}"; do logs+=(".cache/molecule-$scenario.log"); done
+python3 scripts/molecule_phases.py "${logs[@]}" > .cache/molecule-phases.json || true
+if [ "$status" = 0 ]; then
+    echo "molecule: all ${#ordered[@]} scenarios passed (phase times: .cache/molecule-phases.json)"
 else
     while read -r scenario; do
         echo "---- last lines of .cache/molecule-$scenario.log"

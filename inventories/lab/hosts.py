@@ -8,9 +8,15 @@ environment variable ROLLGATE_APP_HOSTS overrides it for one command. Default: 2
 Every host has a fixed number, its address in the lab network (.10 + number): lb1 0, redis1 1, db1 2,
 appK 2 + K, so that resizing the lab never moves (nor recreates) a host that stays.
 
-With more than two app hosts, the hosts get uneven capacities (app_capacity 1 to 4, in a fixed
-pattern), as a fleet of mixed machines has; with two, app_capacity stays unset (the vCPU count).
-Variables that do not depend on N live in group_vars/ and host_vars/ beside this script.
+The app hosts get uneven capacities, as a fleet of mixed machines has: with two, app1 1 and app2 3,
+as in the molecule stack scenarios, so that the stack tests run on the lab unchanged (make lab-test);
+with more, app_capacity 1 to 4 in a fixed pattern.
+
+The balancer kind (lb_kind) is a setting of the lab too: `make up LB_KIND=haproxy` or
+`make lab-test KIND=haproxy` write it to .cache/lab-lb-kind; ROLLGATE_LB_KIND overrides it for one
+command. Default: nginx. An extra var (-e lb_kind=...) still wins over both.
+
+Variables that depend on neither live in group_vars/ and host_vars/ beside this script.
 
 An Ansible inventory script: --list prints the groups and every host's variables, --host prints {}.
 """
@@ -23,7 +29,12 @@ from pathlib import Path
 DEFAULT_APP_HOSTS = 2
 MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
 SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
+KIND_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-kind"
+KINDS = ("nginx", "haproxy", "apache")
+DEFAULT_KIND = "nginx"
 UNEVEN_CAPACITIES = (4, 2, 1, 3, 2, 4, 3, 1)
+# The molecule stack scenarios' capacities (molecule/stack_*/molecule.yml), for a lab of two app hosts.
+TWO_HOST_CAPACITIES = (1, 3)
 
 
 def app_host_count() -> int:
@@ -39,15 +50,29 @@ def app_host_count() -> int:
     return int(text)
 
 
-def inventory(app_hosts: int) -> dict:
+def lb_kind() -> str:
+    """ROLLGATE_LB_KIND, else the kind file, else the default; exits naming the setting when unknown."""
+    source, text = "ROLLGATE_LB_KIND", os.environ.get("ROLLGATE_LB_KIND", "").strip()
+    if not text and KIND_FILE.is_file():
+        source, text = str(KIND_FILE), KIND_FILE.read_text(encoding="utf-8").strip()
+    if not text:
+        return DEFAULT_KIND
+    if text not in KINDS:
+        sys.exit(f"lab inventory: the lab's balancer kind (from {source}) must be one of {', '.join(KINDS)}, "
+                 f"got {text!r}: run make up LB_KIND=nginx (or haproxy, apache)")
+    return text
+
+
+def inventory(app_hosts: int, kind: str = DEFAULT_KIND) -> dict:
     names = [f"app{number}" for number in range(1, app_hosts + 1)]
     hostvars: dict[str, dict] = {"lb1": {"lab_host_number": 0}, "redis1": {"lab_host_number": 1},
                                  "db1": {"lab_host_number": 2}}
     for index, name in enumerate(names):
         hostvars[name] = {"lab_host_number": 3 + index}
-        if app_hosts > 2:
-            hostvars[name]["app_capacity"] = UNEVEN_CAPACITIES[index % len(UNEVEN_CAPACITIES)]
+        capacities = TWO_HOST_CAPACITIES if app_hosts <= 2 else UNEVEN_CAPACITIES
+        hostvars[name]["app_capacity"] = capacities[index % len(capacities)]
     return {
+        "all": {"vars": {"lb_kind": kind}},
         "lb": {"hosts": ["lb1"]},
         "app": {"hosts": names},
         "redis": {"hosts": ["redis1"]},
@@ -60,7 +85,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--host":
         print("{}")
         return 0
-    print(json.dumps(inventory(app_host_count()), indent=2))
+    print(json.dumps(inventory(app_host_count(), lb_kind()), indent=2))
     return 0
 
 

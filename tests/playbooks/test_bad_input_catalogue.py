@@ -56,6 +56,41 @@ def test_make_up_with_a_bad_lab_size_stops_before_the_lab_changes(tmp_path, app_
     assert (size_file.read_text() if size_file.exists() else None) == size_before
 
 
+def kept(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+def test_make_up_with_an_unknown_balancer_stops_before_the_lab_changes(tmp_path):
+    kind_file = REPO / ".cache" / "lab-lb-kind"
+    before = kept(kind_file)
+    code, output = run(tmp_path, "make", "-s", "lab", "LB_KIND=squid")
+    assert code != 0
+    assert "balancer kind (from ROLLGATE_LB_KIND) must be one of nginx, haproxy, apache, got 'squid'" in output
+    assert "run make up LB_KIND=nginx (or haproxy, apache)" in output
+    assert "ansible-playbook" not in output, output[-2000:]
+    assert kept(kind_file) == before
+
+
+@pytest.mark.parametrize(("arguments", "fragments"), [
+    (["KIND=traefik"], ["KIND='traefik' is not a balancer rollgate knows: choose one of nginx, haproxy, apache"]),
+    (["TESTS=test_rollout.py"], ["TESTS names 'test_rollout.py', which is not a stack test: use one of test_bad_input.py"]),
+    # A lab size whose hosts were never made stands for a lab that is not up, whether or not one runs here.
+    (["KIND=haproxy", "ROLLGATE_APP_HOSTS=200"], ["make lab-test needs the running lab", "app200 (absent)",
+                                                  "Run make up first."]),
+], ids=["unknown kind", "not a stack test", "no running lab"])
+def test_make_lab_test_with_bad_input_changes_nothing(tmp_path, arguments, fragments):
+    kind_file = REPO / ".cache" / "lab-lb-kind"
+    before = kept(kind_file)
+    environment_vars = [argument for argument in arguments if argument.startswith("ROLLGATE_")]
+    make_vars = [argument for argument in arguments if argument not in environment_vars]
+    code, output = run(tmp_path, "env", *environment_vars, "make", "-s", "lab-test", *make_vars)
+    assert code != 0
+    for fragment in fragments:
+        assert fragment in output, (fragment, output[-2000:])
+    assert "switching" not in output and "ansible-playbook" not in output, output[-2000:]
+    assert kept(kind_file) == before
+
+
 @pytest.mark.parametrize(
     ("version", "fragments"),
     [("9.9.9", ["app_version 9.9.9 does not exist on the controller",

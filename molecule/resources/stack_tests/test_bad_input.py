@@ -8,17 +8,16 @@ import re
 
 import pytest
 
-from testlib import container, run_playbook
+from testlib import container, host_name, run_playbook, stack
 
-KIND = os.environ["STACK_LB_KIND"]
-PREFIX = f"s{KIND[0]}"
-LB_HOST = f"{PREFIX}-lb1"
-APP_HOSTS = [f"{PREFIX}-app1", f"{PREFIX}-app2"]
+KIND = stack().kind
+LB_HOST = host_name("lb1")
+APP_HOSTS = [host_name("app1"), host_name("app2")]
 PORTS = [8000, 8001]
 BALANCER_CONFIG = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/haproxy.cfg",
                    "apache": "/etc/apache2/sites-available/rollgate.conf"}[KIND]
 # An app host on a TEST-NET address (RFC 5737): nothing answers there.
-SILENT_HOST = f"{PREFIX}-app9"
+SILENT_HOST = host_name("app9")
 MISSING_VERSION = "999.0.0"
 
 testinfra_hosts = [LB_HOST]

@@ -19,12 +19,12 @@ import urllib.request
 
 import pytest
 
-from testlib import container, fetch, group_vars, insecure_tls, run_playbook
+from testlib import container, fetch, group_vars, host_name, insecure_tls, run_playbook, stack
 
-KIND = os.environ["STACK_LB_KIND"]
-HTTP_PORT = int(os.environ["STACK_HTTP_PORT"])
-HTTPS_PORT = int(os.environ["STACK_HTTPS_PORT"])
-PREFIX = f"s{KIND[0]}"
+KIND = stack().kind
+HTTP_PORT = stack().http_port
+HTTPS_PORT = stack().https_port
+LB = host_name("lb1")
 HOSTS = ["lb1", "app1", "app2", "redis1", "db1"]
 APP_HOSTS = ["app1", "app2"]
 APP_UNITS = "inventory@*.service"
@@ -50,7 +50,7 @@ ADMIN = {"username": VARS.get("app_admin_username", "admin"), "password": VARS["
 
 
 def lab_host(name: str):
-    return container(f"{PREFIX}-{name}")
+    return container(host_name(name))
 
 
 def leaked(text: str) -> list[str]:
@@ -92,8 +92,8 @@ def answer_to(host_name: str, url: str) -> tuple[int, str]:
 def test_metrics_are_refused_outside_the_allowlist(scheme, path):
     """An app host is outside the balancer's allowlist: the balancer itself refuses (the app, which refuses
     such clients too, never sees the request), while other paths reach the app."""
-    assert answer_to("app1", f"{scheme}://{PREFIX}-lb1/health/readiness")[0] == 200
-    assert answer_to("app1", f"{scheme}://{PREFIX}-lb1{path}") == (403, "-")
+    assert answer_to("app1", f"{scheme}://{LB}/health/readiness")[0] == 200
+    assert answer_to("app1", f"{scheme}://{LB}{path}") == (403, "-")
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -106,7 +106,7 @@ def test_metrics_answer_inside_the_allowlist(scheme, path):
 
 @pytest.mark.parametrize("path", METRICS_PATH_VARIANTS)
 def test_metrics_are_not_reached_by_another_spelling_of_the_path(path):
-    assert answer_to("app1", f"https://{PREFIX}-lb1{path}")[0] != 200
+    assert answer_to("app1", f"https://{LB}{path}")[0] != 200
 
 
 # --- TLS: 1.2 and later, ECDHE with AEAD ciphers only --------------------------------------------------

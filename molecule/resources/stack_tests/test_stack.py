@@ -1,7 +1,8 @@
 """A whole stack (site.yml) verified as a user sees it: through the balancer on 127.0.0.1.
 
-The scenario names the balancer in STACK_LB_KIND and the balancer's published ports in
-STACK_HTTP_PORT / STACK_HTTPS_PORT. Container names are s<first letter of the kind>-<host>.
+testlib.stack() names the stack: a molecule scenario's (STACK_LB_KIND names the balancer,
+STACK_HTTP_PORT / STACK_HTTPS_PORT its published ports, container names are s<first letter of the
+kind>-<host>) or the running lab's (make lab-test).
 """
 
 import http.cookiejar
@@ -14,13 +15,13 @@ import urllib.request
 
 import pytest
 
-from testlib import container, fetch, insecure_tls
+from testlib import container, fetch, group_vars, host_name, insecure_tls, stack
 
-KIND = os.environ["STACK_LB_KIND"]
-HTTP_PORT = int(os.environ["STACK_HTTP_PORT"])
-HTTPS_PORT = int(os.environ["STACK_HTTPS_PORT"])
-PREFIX = f"s{KIND[0]}"
-ADMIN = {"username": "admin", "password": "stack-test-admin-password"}
+KIND = stack().kind
+HTTP_PORT = stack().http_port
+HTTPS_PORT = stack().https_port
+VARS = group_vars()
+ADMIN = {"username": VARS.get("app_admin_username", "admin"), "password": VARS["app_admin_password"]}
 CHECKERS = {
     "nginx": "nginx -t",
     "haproxy": "haproxy -c -f /etc/haproxy/haproxy.cfg",
@@ -28,11 +29,11 @@ CHECKERS = {
 }
 
 # The checks below name their hosts themselves.
-testinfra_hosts = [f"{PREFIX}-lb1"]
+testinfra_hosts = [host_name("lb1")]
 
 
 def lab_host(name: str):
-    return container(f"{PREFIX}-{name}")
+    return container(host_name(name))
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def redis_reply(from_host: str, command: str) -> str:
     probe = (
         "import socket\n"
         "try:\n"
-        f"    s = socket.create_connection(('{PREFIX}-redis1', 6379), timeout=3)\n"
+        f"    s = socket.create_connection(('{host_name('redis1')}', 6379), timeout=3)\n"
         f"    s.sendall(b'{command}\\r\\n'); print(s.recv(200).decode().strip())\n"
         "except OSError as e:\n"
         "    print('refused:', type(e).__name__)\n"
@@ -135,7 +136,7 @@ def test_redis_refuses_an_app_host_without_the_password():
 
 
 def test_redis_answers_an_app_host_with_the_password():
-    assert redis_reply("app1", "AUTH stack-test-redis-password") == "+OK"
+    assert redis_reply("app1", f"AUTH {VARS['redis_requirepass']}") == "+OK"
 
 
 def test_redis_refuses_a_host_outside_the_app_group():
@@ -147,7 +148,8 @@ def test_postgresql_refuses_a_host_that_is_not_an_app_host():
     """This machine reaches the database over the lab network, but it is no app host."""
     db_address = lab_host("db1").check_output("hostname -I").split()[0]
     result = subprocess.run(
-        ["psql", f"host={db_address} user=inventory dbname=inventory password=stack-test-db-password connect_timeout=5",
+        ["psql", f"host={db_address} user=inventory dbname=inventory password={VARS['postgresql_app_password']} "
+                 "connect_timeout=5",
          "-c", "select 1"],
         capture_output=True, text=True, timeout=30,
     )

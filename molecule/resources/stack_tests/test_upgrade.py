@@ -3,7 +3,6 @@ instance with no failed request; a version whose readiness never passes is rolle
 batch, and the batches after it are not touched. Runs after test_stack.py (file order)."""
 
 import json
-import os
 import re
 import subprocess
 import threading
@@ -11,17 +10,16 @@ import time
 
 import pytest
 
-from testlib import BackgroundTraffic, container, run_playbook
+from testlib import BackgroundTraffic, container, host_name, run_playbook, stack
 
-KIND = os.environ["STACK_LB_KIND"]
-HTTPS_PORT = int(os.environ["STACK_HTTPS_PORT"])
-PREFIX = f"s{KIND[0]}"
-APP_HOSTS = [f"{PREFIX}-app1", f"{PREFIX}-app2"]
+KIND = stack().kind
+HTTPS_PORT = stack().https_port
+APP_HOSTS = [host_name("app1"), host_name("app2")]
 PORTS = [8000, 8001]
 GOOD_VERSION = "1.1.0"
 BROKEN_VERSION = "1.2.0.dev1"
 
-testinfra_hosts = [f"{PREFIX}-lb1"]
+testinfra_hosts = [host_name("lb1")]
 
 
 def readiness(app_host: str, port: int) -> dict:
@@ -73,7 +71,7 @@ def test_a_degraded_fleet_stops_the_deploy_before_anything_changes(upgrade):
         app2.check_output("systemctl start inventory@8001.service")
     output = result.stdout + result.stderr  # ansible-core prints errors on stderr
     assert result.returncode != 0
-    assert f"{PREFIX}-app2_8001 not ready now" in output, output[-3000:]
+    assert f"{APP_HOSTS[1]}_8001 not ready now" in output, output[-3000:]
     assert "rollout_max_unavailable" in output
     assert main_pids(APP_HOSTS[0]) == before
 
@@ -95,7 +93,7 @@ def test_a_failing_version_stops_the_rollout_naming_the_instance(failed_upgrade)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "stopped at batch 1 of 2" in output, output[-4000:]
-    assert f"{PREFIX}-app1_8000" in output
+    assert f"{APP_HOSTS[0]}_8000" in output
     assert "forced by APP_FAIL_READINESS" in output
 
 
@@ -133,7 +131,7 @@ def test_the_balancer_serves_every_instance_afterwards(failed_upgrade, host):
 
 SLOW_START_VERSION = "1.1.1"
 ROLLBACK_ALL_VERSION = "1.3.0.dev1"
-LB = f"{PREFIX}-lb1"
+LB = host_name("lb1")
 # (name, weight, drained) of each server, read from the live balancer: HAProxy's runtime state,
 # Apache's balancer-manager (which the rolling deploy drains at runtime), the config file nginx was last
 # reloaded with.

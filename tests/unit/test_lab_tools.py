@@ -1,0 +1,100 @@
+"""The lab's test tooling: scripts/lab_test.py (make lab-test), the lab inventory's settings and
+scripts/molecule_phases.py. Pure functions only; make lab-test itself runs against the lab."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lab_test = load("scripts/lab_test.py", "lab_test")
+phases = load("scripts/molecule_phases.py", "molecule_phases")
+hosts = load("inventories/lab/hosts.py", "lab_hosts")
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy", "apache", None])
+def test_a_known_kind_or_none_passes(kind):
+    lab_test.check_kind(kind)
+
+
+@pytest.mark.parametrize("kind", ["traefik", "NGINX", ""])
+def test_an_unknown_kind_names_the_three_kinds(kind):
+    with pytest.raises(lab_test.LabTestError, match="choose one of nginx, haproxy, apache"):
+        lab_test.check_kind(kind)
+
+
+def test_no_tests_means_every_stack_test():
+    assert lab_test.test_paths([]) == [str(lab_test.STACK_TESTS)]
+
+
+@pytest.mark.parametrize("given", ["test_upgrade.py::test_rolling_deploy_succeeds",
+                                   "molecule/resources/stack_tests/test_upgrade.py::test_rolling_deploy_succeeds"])
+def test_a_test_is_named_in_the_stack_tests_folder(given):
+    assert lab_test.test_paths([given]) == [
+        f"{lab_test.STACK_TESTS}/test_upgrade.py::test_rolling_deploy_succeeds"]
+
+
+@pytest.mark.parametrize("given", ["test_nope.py", "tests/unit/test_rollout.py", "../stack_tests/test_stack.py::x"])
+def test_a_test_outside_the_stack_tests_names_the_files(given):
+    with pytest.raises(lab_test.LabTestError, match="test_bad_input.py, test_security.py, test_stack.py, test_upgrade.py"):
+        lab_test.test_paths([given])
+
+
+def test_hosts_that_are_not_running_are_named_with_their_state():
+    running = {"lb1": "running", "app1": "exited"}
+    assert lab_test.missing_hosts(["lb1", "app1", "app2"], running) == ["app1 (exited)", "app2 (absent)"]
+    assert lab_test.missing_hosts(["lb1"], running) == []
+
+
+def test_a_fleet_on_one_version_gives_it_and_a_mixed_one_is_refused():
+    assert lab_test.one_version({"app1": "1.0.0", "app2": "1.0.0"}) == "1.0.0"
+    with pytest.raises(lab_test.LabTestError, match="app1 1.0.0, app2 1.1.0"):
+        lab_test.one_version({"app2": "1.1.0", "app1": "1.0.0"})
+
+
+def lab_inventory(environment: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "inventories/lab/hosts.py"), "--list"], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", **environment}, check=False)
+
+
+def test_the_lab_kind_comes_from_the_environment_first():
+    listing = json.loads(lab_inventory({"ROLLGATE_LB_KIND": "haproxy", "ROLLGATE_APP_HOSTS": "2"}).stdout)
+    assert listing["all"]["vars"]["lb_kind"] == "haproxy"
+
+
+def test_an_unknown_lab_kind_names_the_setting_and_the_kinds():
+    result = lab_inventory({"ROLLGATE_LB_KIND": "squid", "ROLLGATE_APP_HOSTS": "2"})
+    assert result.returncode != 0
+    assert "balancer kind (from ROLLGATE_LB_KIND) must be one of nginx, haproxy, apache, got 'squid'" in result.stderr
+
+
+def test_a_two_host_lab_has_the_stack_scenarios_capacities():
+    capacities = {name: variables["app_capacity"] for name, variables in hosts.inventory(2)["_meta"]["hostvars"].items()
+                  if name.startswith("app")}
+    assert capacities == {"app1": 1, "app2": 3}
+    assert [hosts.inventory(20)["_meta"]["hostvars"][f"app{n}"]["app_capacity"] for n in (1, 2, 3)] == [4, 2, 1]
+
+
+def test_phases_last_until_the_next_starts_and_a_repeated_phase_is_numbered():
+    log = ["1764790000 INFO     stack_nginx \u279c destroy: Executing",
+           "1764790003 INFO     stack_nginx \u279c create: Executing",
+           "1764790040 noise",
+           "1764790050 \x1b[1mINFO\x1b[0m     [stack_nginx > converge] Executing",
+           "1764790400 INFO     stack_nginx > destroy: Executing",
+           "1764790420 the end",
+           "not stamped"]
+    assert phases.phases(log) == {"stack_nginx": {"destroy": 3, "create": 47, "converge": 350, "destroy#2": 20}}
