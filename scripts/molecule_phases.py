@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """How long each phase of each molecule scenario took, from the logs scripts/run-molecule.sh writes.
 
-    python scripts/molecule_phases.py .cache/molecule-*.log
+    python scripts/molecule_phases.py [--table] .cache/molecule-*.log
 
 run-molecule.sh starts every log line with the Unix time it was written; molecule logs a line ending in
 "Executing" at the start of each phase (create, converge, idempotence, verify, destroy...). A phase
 lasts until the next one starts, the last one until the log's last line. Prints one JSON object,
 {scenario: {phase: seconds}}, phases in the order they ran (a phase run twice, such as destroy, is
-numbered: destroy, destroy#2).
+numbered: destroy, destroy#2). With --table, a plain-text table instead: a row per scenario, a column
+per phase, and each scenario's total.
 """
 
 from __future__ import annotations
@@ -47,13 +48,29 @@ def phases(lines: list[str]) -> dict[str, dict[str, int]]:
     return result
 
 
+def table(timings: dict[str, dict[str, int]]) -> str:
+    """A row per scenario with its seconds in each phase (columns in the order phases first ran) and its total."""
+    columns: list[str] = []
+    for phases_of in timings.values():
+        columns += [phase for phase in phases_of if phase not in columns]
+    header = ["scenario", *columns, "total"]
+    rows = [[scenario, *(str(phases_of.get(phase, "")) for phase in columns), str(sum(phases_of.values()))]
+            for scenario, phases_of in timings.items()]
+    widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) if index == 0 else cell.rjust(width)
+                               for index, (cell, width) in enumerate(zip(row, widths))).rstrip()
+                     for row in [header, *rows])
+
+
 def main(paths: list[str]) -> int:
+    as_table = bool(paths) and paths[0] == "--table"
+    paths = paths[1:] if as_table else paths
     merged: dict[str, dict[str, int]] = {}
     for path in paths:
         if not Path(path).is_file():  # a scenario that did not run
             continue
         merged.update(phases(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()))
-    print(json.dumps(merged, indent=2))
+    print(table(merged) if as_table else json.dumps(merged, indent=2))
     return 0
 
 

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${MOLECULE_JOBS:-2}"
+# Molecule's console wraps at the terminal's width, 80 columns in a log: wide lines keep test ids whole.
+export COLUMNS="${COLUMNS:-200}"
 mkdir -p .cache
 
 # 1.0.0 is the stacks' app_version; the others are every *_VERSION that test_upgrade.py deploys (read
@@ -42,6 +44,8 @@ printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {
 logs=()
 for scenario in "${ordered[@]}"; do logs+=(".cache/molecule-$scenario.log"); done
 python3 scripts/molecule_phases.py "${logs[@]}" > .cache/molecule-phases.json || true
+echo "molecule: seconds per phase (.cache/molecule-phases.json)"
+python3 scripts/molecule_phases.py --table "${logs[@]}" || true
 if [ "$status" = 0 ]; then
     echo "molecule: all ${#ordered[@]} scenarios passed (phase times: .cache/molecule-phases.json)"
 else

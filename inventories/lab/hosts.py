@@ -37,11 +37,20 @@ UNEVEN_CAPACITIES = (4, 2, 1, 3, 2, 4, 3, 1)
 TWO_HOST_CAPACITIES = (1, 3)
 
 
+def lab_setting(variable: str, kept: Path) -> tuple[str, str]:
+    """(where it came from, text) of a lab setting: the environment variable, else the file that keeps it;
+    ("", "") when neither says."""
+    text = os.environ.get(variable, "").strip()
+    if text:
+        return variable, text
+    if kept.is_file():
+        return str(kept), kept.read_text(encoding="utf-8").strip()
+    return "", ""
+
+
 def app_host_count() -> int:
     """ROLLGATE_APP_HOSTS, else the size file, else the default; exits naming the setting when bad."""
-    source, text = "ROLLGATE_APP_HOSTS", os.environ.get("ROLLGATE_APP_HOSTS", "").strip()
-    if not text and SIZE_FILE.is_file():
-        source, text = str(SIZE_FILE), SIZE_FILE.read_text(encoding="utf-8").strip()
+    source, text = lab_setting("ROLLGATE_APP_HOSTS", SIZE_FILE)
     if not text:
         return DEFAULT_APP_HOSTS
     if not text.isdigit() or not 1 <= int(text) <= MAX_APP_HOSTS:
@@ -52,9 +61,7 @@ def app_host_count() -> int:
 
 def lb_kind() -> str:
     """ROLLGATE_LB_KIND, else the kind file, else the default; exits naming the setting when unknown."""
-    source, text = "ROLLGATE_LB_KIND", os.environ.get("ROLLGATE_LB_KIND", "").strip()
-    if not text and KIND_FILE.is_file():
-        source, text = str(KIND_FILE), KIND_FILE.read_text(encoding="utf-8").strip()
+    source, text = lab_setting("ROLLGATE_LB_KIND", KIND_FILE)
     if not text:
         return DEFAULT_KIND
     if text not in KINDS:

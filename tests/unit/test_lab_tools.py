@@ -98,3 +98,10 @@ def test_phases_last_until_the_next_starts_and_a_repeated_phase_is_numbered():
            "1764790420 the end",
            "not stamped"]
     assert phases.phases(log) == {"stack_nginx": {"destroy": 3, "create": 47, "converge": 350, "destroy#2": 20}}
+
+
+def test_the_phase_table_has_a_column_per_phase_and_a_total():
+    text = phases.table({"stack_nginx": {"create": 20, "converge": 248}, "smoke": {"create": 9, "verify": 9}})
+    assert text.splitlines() == ["scenario     create  converge  verify  total",
+                                 "stack_nginx      20       248            268",
+                                 "smoke             9                 9     18"]
