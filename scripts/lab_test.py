@@ -73,10 +73,9 @@ def test_paths(tests: list[str]) -> list[str]:
     return paths
 
 
-def lab_inventory(kind: str | None = None) -> dict:
-    environment = dict(os.environ, **({"ROLLGATE_LB_KIND": kind} if kind else {}))
+def lab_inventory() -> dict:
     result = subprocess.run([sys.executable, str(LAB_INVENTORY / "hosts.py"), "--list"], capture_output=True,
-                            text=True, env=environment, check=False)
+                            text=True, check=False)
     if result.returncode != 0:
         raise LabTestError(result.stderr.strip() or result.stdout.strip())
     return json.loads(result.stdout)
