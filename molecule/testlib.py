@@ -2,10 +2,14 @@
 sys.path through conftest.py).
 
 The stack tests (molecule/resources/stack_tests) run against one of two targets, and whatever differs
-between them comes from `stack()`: a molecule stack scenario (the default: molecule sets its inventory,
-config and STACK_* variables) or the running lab (STACK_TARGET=lab, set by scripts/lab_test.py, which
-`make lab-test` runs): its inventory (inventories/lab), ansible.cfg, host names and the secrets under
-.cache/lab-secrets/.
+between them comes from `stack()`: the molecule `stack` scenario (the default: molecule sets its
+inventory, config and STACK_* variables) or the running lab (STACK_TARGET=lab, set by
+scripts/lab_test.py, which `make lab-test` runs): its inventory (inventories/lab), ansible.cfg, host
+names and the secrets under .cache/lab-secrets/.
+
+One stack serves every balancer in turn: STACK_LB_KIND is the balancer it runs when the tests start,
+STACK_KINDS the balancers they switch it to, one after the other (`switch_balancer`, which keeps the
+fleet's running version). Every playbook a test runs is told the balancer the stack runs now.
 """
 
 import functools
@@ -35,10 +39,11 @@ class Stack:
     """The stack the tests run against."""
 
     target: str  # "molecule" or "lab"
-    kind: str  # the balancer: nginx, haproxy or apache
+    kind: str  # the balancer the stack runs when the tests start: nginx, haproxy or apache
+    kinds: tuple[str, ...]  # the balancers the per-kind tests run with, in turn
     http_port: int  # the balancer's ports, published on 127.0.0.1
     https_port: int
-    prefix: str  # of the container names: "sn-" for molecule's nginx stack, "" for the lab
+    prefix: str  # of the container names: "st-" for molecule's stack, "" for the lab
     inventory: str  # for ansible-playbook -i
     ansible_config: str
 
@@ -75,7 +80,7 @@ class Stack:
             match = LAB_SECRET.search(value) if isinstance(value, str) else None
             if match:
                 variables[name] = lab_secret(match["name"])
-        variables["lb_kind"] = self.kind
+        variables["lb_kind"] = active_kind()
         return variables
 
 
@@ -110,15 +115,49 @@ def stack() -> Stack:
     """The stack of this test run, from the environment (see the module's docstring)."""
     # The scenarios that are not stacks (app, lb_*, redis, ...) set no STACK_* variables.
     kind = os.environ.get("STACK_LB_KIND", "")
-    common = {"kind": kind, "http_port": int(os.environ.get("STACK_HTTP_PORT", "0")),
+    common = {"kind": kind, "kinds": tuple(os.environ.get("STACK_KINDS", kind).split()),
+              "http_port": int(os.environ.get("STACK_HTTP_PORT", "0")),
               "https_port": int(os.environ.get("STACK_HTTPS_PORT", "0"))}
     if os.environ.get("STACK_TARGET", "molecule") == "lab":
         return Stack(target="lab", prefix="", inventory=LAB_INVENTORY,
                      ansible_config=os.path.join(PROJECT_DIR, "ansible.cfg"), **common)
     inventory_file = os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
         os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", "ansible_inventory.yml")
-    return Stack(target="molecule", prefix=f"s{kind[0]}-" if kind else "", inventory=inventory_file,
+    return Stack(target="molecule", prefix=os.environ.get("STACK_HOST_PREFIX", ""), inventory=inventory_file,
                  ansible_config=os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.cfg"), **common)
+
+
+# The balancer the stack runs now: the starting one until switch_balancer() changes it.
+_ACTIVE: dict[str, str] = {}
+
+
+def active_kind() -> str:
+    """The balancer the stack runs now."""
+    return _ACTIVE.get("kind", stack().kind)
+
+
+APP_ROOT = "/opt/inventory"
+
+
+def fleet_version() -> str:
+    """The version every app host runs (its `current` release), one exec per host; an error when they
+    differ, since a switch or a converge must not choose between them."""
+    versions = {}
+    for name in stack().groups().get("app", []):
+        target = container(name).check_output(f"readlink {APP_ROOT}/current")
+        versions[name] = os.path.basename(target.rstrip("/"))
+    if len(set(versions.values())) != 1:
+        raise RuntimeError(f"the app hosts run different versions: {versions}")
+    return next(iter(versions.values()))
+
+
+def switch_balancer(kind: str) -> subprocess.CompletedProcess:
+    """Switch the stack's balancer to `kind` with site.yml -v, keeping the fleet's running version (so
+    that the switch deploys nothing). The stack runs `kind` afterwards only when the run passed."""
+    result = run_playbook("site.yml", {"lb_kind": kind, "app_version": fleet_version()}, verbosity=1)
+    if result.returncode == 0:
+        _ACTIVE["kind"] = kind
+    return result
 
 
 def host_name(name: str) -> str:
@@ -151,12 +190,14 @@ def group_vars() -> dict:
 def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900, verbosity: int = 0,
                  extra_inventory: str | None = None) -> subprocess.CompletedProcess:
     """Run a playbook of the project (path relative to it) against the scenario's hosts, with
-    `verbosity` -v flags; with `extra_inventory`, an inventory file merged with the scenario's."""
+    `verbosity` -v flags; with `extra_inventory`, an inventory file merged with the scenario's. It is told
+    the balancer the stack runs now, unless `extra_vars` names one."""
     verbose = [f"-{'v' * verbosity}"] if verbosity else []
     extra = ["-i", extra_inventory] if extra_inventory else []
+    variables = {"lb_kind": active_kind(), **extra_vars} if active_kind() else extra_vars
     return subprocess.run(
         ["ansible-playbook", *verbose, "-i", inventory(), *extra, os.path.join(PROJECT_DIR, playbook),
-         "-e", json.dumps(extra_vars)],
+         "-e", json.dumps(variables)],
         env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False,
     )
 
@@ -183,6 +224,111 @@ def fetch(opener, url: str, data: dict | None = None, headers: dict | None = Non
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+
+
+# --- The live balancer's weights --------------------------------------------------------------------
+
+# (name, weight, drained) of each server, read from the live balancer (molecule/resources/balancer_probe.py
+# reads it on the lb host): HAProxy's runtime state, Apache's balancer-manager (which the rolling deploy
+# drains at runtime), the config file nginx was last reloaded with.
+BALANCER_PROBE = os.path.join(PROJECT_DIR, "molecule", "resources", "balancer_probe.py")
+NGINX_SERVER_LINE = re.compile(
+    r"^\s*server\s+\S+\s+weight=(?P<weight>\d+)[^#\n]*?(?P<drained>\bdown\b)?;\s*#\s*(?P<name>\S+)", re.M)
+APACHE_MEMBER_ROW = re.compile(
+    r"</a></td><td>(?P<name>[^<]+)</td><td>[^<]*</td><td>(?P<factor>[\d.]+)</td><td>[^<]*</td><td>(?P<status>[^<]*)</td>")
+HAPROXY_DRAIN_OR_MAINT = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40
+
+
+def parse_weights(kind: str, raw: str) -> dict[str, int]:
+    """Server name to the weight it gets traffic at, 0 when drained, from what the probe read."""
+    if kind == "haproxy":
+        weights = {}
+        for line in raw.splitlines():
+            fields = line.split()
+            if len(fields) > 7 and not line.startswith("#"):
+                weights[fields[3]] = 0 if int(fields[6]) & HAPROXY_DRAIN_OR_MAINT else int(fields[7])
+        return weights
+    if kind == "apache":
+        return {m["name"]: 0 if {"Drn", "Dis"} & set(m["status"].split()) else round(float(m["factor"]))
+                for m in APACHE_MEMBER_ROW.finditer(raw)}
+    return {m["name"]: 0 if m["drained"] else int(m["weight"]) for m in NGINX_SERVER_LINE.finditer(raw)}
+
+
+def _probe_command(kind: str, interval: float, limit: float, keep_stdin: bool) -> list[str]:
+    with open(BALANCER_PROBE, encoding="utf-8") as stream:
+        source = stream.read()
+    return ["podman", "exec", *(["-i"] if keep_stdin else []), host_name("lb1"), "python3", "-c", source,
+            kind, str(interval), str(limit)]
+
+
+def live_weights(kind: str) -> dict[str, int]:
+    """The balancer's weights now (one exec)."""
+    output = subprocess.run(_probe_command(kind, 0, 0, keep_stdin=False), capture_output=True, text=True,
+                            timeout=30, check=True, stdin=subprocess.DEVNULL).stdout
+    line = json.loads(output.splitlines()[0])
+    if "raw" not in line:
+        raise RuntimeError(f"the {kind} balancer's state could not be read: {line}")
+    return parse_weights(kind, line["raw"])
+
+
+class WeightSampler:
+    """The balancer's weights every `interval` seconds, from one probe process on the lb host that runs
+    until stopped (at most `limit` seconds): [(monotonic time, weights)]."""
+
+    def __init__(self, kind: str, interval: float = 0.3, limit: float = 1200) -> None:
+        self.kind, self.interval, self.limit = kind, interval, limit
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.unread = 0  # samples the balancer could not give (a reload between processes)
+        self._process: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for text in self._process.stdout:
+            try:
+                line = json.loads(text)
+                self.samples.append((time.monotonic(), parse_weights(self.kind, line["raw"])))
+            except (KeyError, ValueError):
+                self.unread += 1  # the next sample counts
+
+    def __enter__(self) -> "WeightSampler":
+        self._process = subprocess.Popen(_probe_command(self.kind, self.interval, self.limit, keep_stdin=True),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._thread.join(timeout=30)
+
+    def history(self, server: str) -> list[int]:
+        """The server's successive weights, repeats folded."""
+        seen: list[int] = []
+        for _, weights in self.samples:
+            if server in weights and (not seen or seen[-1] != weights[server]):
+                seen.append(weights[server])
+        return seen
+
+
+def instances(app_host: str, ports: tuple[int, ...] = (8000, 8001)) -> dict[int, tuple[str, dict]]:
+    """Each app instance's main PID and readiness answer ({} when it gives none), in one exec."""
+    script = "; ".join(
+        f"echo \"{port} $(systemctl show --property=MainPID --value inventory@{port}.service) "
+        f"$(curl -s -m 5 http://127.0.0.1:{port}/health/readiness)\"" for port in ports)
+    states = {}
+    for line in container(app_host).check_output(script).splitlines():
+        port, pid, *body = line.split(" ", 2)
+        try:
+            readiness = json.loads(body[0]) if body and body[0].strip() else {}
+        except ValueError:
+            readiness = {}
+        states[int(port)] = (pid, readiness)
+    return states
 
 
 class BackgroundTraffic:

@@ -3,9 +3,10 @@
 
     python scripts/lab_test.py [--kind nginx|haproxy|apache] [TEST ...]
 
-The stack tests (molecule/resources/stack_tests) are the files each molecule stack scenario runs; here
-they run against the lab that `make up` made and keeps, with no copy: testlib.stack() gives them the
-lab's inventory, host names, ports and secrets (STACK_TARGET=lab).
+The stack tests (molecule/resources/stack_tests) are the files the molecule `stack` scenario runs with
+each balancer in turn; here they run against the lab that `make up` made and keeps, with no copy, with
+the one balancer KIND: testlib.stack() gives them the lab's inventory, host names, ports and secrets
+(STACK_TARGET=lab), and the tests that run once in the scenario run here too.
 
 1. Checks, before anything changes: KIND is a known balancer, each TEST names a file of the stack
    tests, the lab is up (every inventory host running) with the two app hosts the tests expect, and the

@@ -36,7 +36,7 @@ export -f run_one
 
 # Longest first, so that the last to finish are short.
 ordered=()
-for scenario in "$@"; do case "$scenario" in stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
+for scenario in "$@"; do case "$scenario" in stack|stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
 
 rm -f .cache/molecule-failed
 status=0

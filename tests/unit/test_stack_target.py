@@ -15,11 +15,11 @@ sys.path.insert(0, str(REPO / "molecule"))
 import testlib  # noqa: E402
 
 MOLECULE_INVENTORY = {
-    "all": {"hosts": {"sn-lb1": {}, "sn-app1": {}, "sn-app2": {}, "sn-db1": {}},
+    "all": {"hosts": {"st-lb1": {}, "st-app1": {}, "st-app2": {}, "st-db1": {}},
             "children": {"ungrouped": {"hosts": {}}}},
-    "lb": {"hosts": {"sn-lb1": {}}},
-    "app": {"hosts": {"sn-app1": {}, "sn-app2": {}}},
-    "backends": {"children": {"db": {"hosts": {"sn-db1": {}}}}},
+    "lb": {"hosts": {"st-lb1": {}}},
+    "app": {"hosts": {"st-app1": {}, "st-app2": {}}},
+    "backends": {"children": {"db": {"hosts": {"st-db1": {}}}}},
 }
 
 
@@ -32,6 +32,8 @@ def molecule_stack(tmp_path, monkeypatch):
     monkeypatch.delenv("STACK_TARGET", raising=False)
     monkeypatch.setenv("MOLECULE_EPHEMERAL_DIRECTORY", str(tmp_path))
     monkeypatch.setenv("STACK_LB_KIND", "nginx")
+    monkeypatch.setenv("STACK_KINDS", "nginx haproxy apache")
+    monkeypatch.setenv("STACK_HOST_PREFIX", "st-")
     monkeypatch.setenv("STACK_HTTP_PORT", "19010")
     monkeypatch.setenv("STACK_HTTPS_PORT", "19013")
     testlib.stack.cache_clear()
@@ -39,17 +41,18 @@ def molecule_stack(tmp_path, monkeypatch):
     testlib.stack.cache_clear()
 
 
-def test_a_molecule_stack_names_its_hosts_with_the_kind_prefix(molecule_stack):
+def test_a_molecule_stack_names_its_hosts_with_its_prefix_and_runs_the_balancers_in_turn(molecule_stack):
     assert (molecule_stack.target, molecule_stack.https_port) == ("molecule", 19013)
-    assert testlib.host_name("lb1") == "sn-lb1"
+    assert (molecule_stack.kind, molecule_stack.kinds) == ("nginx", ("nginx", "haproxy", "apache"))
+    assert testlib.host_name("lb1") == "st-lb1"
     assert molecule_stack.ansible_config.endswith("/ansible.cfg")
 
 
 def test_a_molecule_stack_gives_its_groups_nested_ones_included(molecule_stack):
     groups = molecule_stack.groups()
-    assert groups["app"] == ["sn-app1", "sn-app2"]
-    assert groups["db"] == ["sn-db1"] and groups["backends"] == ["sn-db1"]
-    assert groups["all"] == ["sn-app1", "sn-app2", "sn-db1", "sn-lb1"]
+    assert groups["app"] == ["st-app1", "st-app2"]
+    assert groups["db"] == ["st-db1"] and groups["backends"] == ["st-db1"]
+    assert groups["all"] == ["st-app1", "st-app2", "st-db1", "st-lb1"]
 
 
 def test_a_molecule_stack_reads_the_group_vars_molecule_wrote(molecule_stack):
@@ -57,9 +60,10 @@ def test_a_molecule_stack_reads_the_group_vars_molecule_wrote(molecule_stack):
 
 
 def test_a_scenario_that_is_no_stack_still_resolves_its_hosts(molecule_stack, monkeypatch):
-    monkeypatch.delenv("STACK_LB_KIND")
+    for name in ("STACK_LB_KIND", "STACK_KINDS", "STACK_HOST_PREFIX"):
+        monkeypatch.delenv(name)
     testlib.stack.cache_clear()
-    assert testlib.host_name("app") == "app" and testlib.stack().groups()["lb"] == ["sn-lb1"]
+    assert testlib.host_name("app") == "app" and testlib.stack().groups()["lb"] == ["st-lb1"]
 
 
 def test_the_lab_names_its_hosts_plainly_and_reads_its_own_inventory(monkeypatch):
@@ -72,6 +76,7 @@ def test_the_lab_names_its_hosts_plainly_and_reads_its_own_inventory(monkeypatch
     try:
         lab = testlib.stack()
         assert (lab.target, lab.kind, testlib.host_name("app2")) == ("lab", "haproxy", "app2")
+        assert lab.kinds == ("haproxy",)  # the lab runs the one balancer make lab-test switched it to
         assert lab.inventory == str(REPO / "inventories" / "lab")
         assert lab.groups()["app"] == ["app1", "app2"]
     finally:

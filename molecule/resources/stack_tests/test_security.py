@@ -2,9 +2,13 @@
 meet it: TLS as a client negotiates it, the allowlist from a host outside it, the session cookie as the
 login sets it, the secrets where they could leak (files, Ansible's output, the logs).
 
-Runs in every stack scenario (STACK_LB_KIND names the balancer); the Redis and PostgreSQL network
-refusals and the missing-CSRF-token write are in test_stack.py. The secrets are the scenario's own
-group_vars, never copies of them.
+Why per kind and why once: what the balancer answers or holds (the metrics allowlist, TLS, the
+response headers, the session cookie, the lb host's files and logs) and site.yml's second run (it
+changes nothing, and its output and the switch's hold no secret) run per balancer; the app's CSRF
+binding and the secrets at rest and in the logs of the app, Redis and database hosts run once, last,
+when every balancer and every deploy has written its share. The Redis and PostgreSQL network refusals
+and the missing-CSRF-token write are in test_stack.py. The secrets are the stack's own group_vars,
+never copies of them.
 """
 
 import http.cookiejar
@@ -19,13 +23,13 @@ import urllib.request
 
 import pytest
 
-from testlib import container, fetch, group_vars, host_name, insecure_tls, run_playbook, stack
+from testlib import container, fetch, fleet_version, group_vars, host_name, insecure_tls, run_playbook, stack
 
-KIND = stack().kind
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
 LB = host_name("lb1")
-HOSTS = ["lb1", "app1", "app2", "redis1", "db1"]
+# The balancer's host is scanned per balancer, the others once.
+BACKEND_HOSTS = ["app1", "app2", "redis1", "db1"]
 APP_HOSTS = ["app1", "app2"]
 APP_UNITS = "inventory@*.service"
 SECRET_NAMES = ["app_key", "redis_requirepass", "postgresql_app_password", "app_admin_password"]
@@ -70,43 +74,60 @@ def test_the_scenario_has_every_secret_set():
 
 # --- Metrics and detailed health: only the allowlist, through the balancer ---------------------------
 
+# Each URL of argv, one line each: the HTTP status (0 with no answer) and the app instance that answered
+# ('-' when the balancer answered itself). Certificates are not checked.
 PROBE = (
     "import ssl, sys, urllib.request, urllib.error\n"
-    "try:\n"
-    "    response = urllib.request.urlopen(sys.argv[1], timeout=5, context=ssl._create_unverified_context())\n"
-    "except urllib.error.HTTPError as e:\n"
-    "    response = e\n"
-    "print(response.status, response.headers.get('X-Instance', '-'))\n"
+    "for url in sys.argv[1:]:\n"
+    "    try:\n"
+    "        response = urllib.request.urlopen(url, timeout=5, context=ssl._create_unverified_context())\n"
+    "    except urllib.error.HTTPError as e:\n"
+    "        response = e\n"
+    "    except OSError:\n"
+    "        print(0, '-'); continue\n"
+    "    print(response.status, response.headers.get('X-Instance', '-'))\n"
 )
+SCHEMES = ["http", "https"]
+# What each test below asks, by client host: an app host (outside the allowlist) and the balancer's own.
+FROM_OUTSIDE = [f"{scheme}://{LB}/health/readiness" for scheme in SCHEMES] + [
+    f"{scheme}://{LB}{path}" for scheme in SCHEMES for path in METRICS_PATHS] + [
+    f"https://{LB}{path}" for path in METRICS_PATH_VARIANTS]
+FROM_INSIDE = [f"{scheme}://127.0.0.1{path}" for scheme in SCHEMES for path in METRICS_PATHS]
 
 
-def answer_to(host_name: str, url: str) -> tuple[int, str]:
-    """The HTTP status `url` answers to a client on `host_name` (certificates not checked), and the app
-    instance that answered ('-' when the balancer answered itself)."""
-    status, instance = lab_host(host_name).check_output("python3 -c %s %s", PROBE, url).split()
-    return int(status), instance
+@pytest.fixture(scope="module")
+def answers(balancer) -> dict[tuple[str, str], tuple[int, str]]:
+    """(client host, URL) to (HTTP status, instance) for every request the allowlist tests make: one exec
+    per client host, each request in turn."""
+    found = {}
+    for client, urls in (("app1", FROM_OUTSIDE), ("lb1", FROM_INSIDE)):
+        lines = lab_host(client).check_output("python3 -c %s " + " ".join(["%s"] * len(urls)), PROBE, *urls)
+        for url, line in zip(urls, lines.splitlines(), strict=True):
+            status, instance = line.split()
+            found[(client, url)] = (int(status), instance)
+    return found
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("path", METRICS_PATHS)
-def test_metrics_are_refused_outside_the_allowlist(scheme, path):
+def test_metrics_are_refused_outside_the_allowlist(answers, scheme, path):
     """An app host is outside the balancer's allowlist: the balancer itself refuses (the app, which refuses
     such clients too, never sees the request), while other paths reach the app."""
-    assert answer_to("app1", f"{scheme}://{LB}/health/readiness")[0] == 200
-    assert answer_to("app1", f"{scheme}://{LB}{path}") == (403, "-")
+    assert answers[("app1", f"{scheme}://{LB}/health/readiness")][0] == 200
+    assert answers[("app1", f"{scheme}://{LB}{path}")] == (403, "-")
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("path", METRICS_PATHS)
-def test_metrics_answer_inside_the_allowlist(scheme, path):
+def test_metrics_answer_inside_the_allowlist(answers, scheme, path):
     """The balancer host itself (127.0.0.1) is allowlisted: the same paths reach the app and answer."""
-    status, instance = answer_to("lb1", f"{scheme}://127.0.0.1{path}")
+    status, instance = answers[("lb1", f"{scheme}://127.0.0.1{path}")]
     assert status == 200 and instance != "-"
 
 
 @pytest.mark.parametrize("path", METRICS_PATH_VARIANTS)
-def test_metrics_are_not_reached_by_another_spelling_of_the_path(path):
-    assert answer_to("app1", f"https://{LB}{path}")[0] != 200
+def test_metrics_are_not_reached_by_another_spelling_of_the_path(answers, path):
+    assert answers[("app1", f"https://{LB}{path}")][0] != 200
 
 
 # --- TLS: 1.2 and later, ECDHE with AEAD ciphers only --------------------------------------------------
@@ -146,17 +167,17 @@ def is_ecdhe_aead(cipher: dict) -> bool:
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["TLSv1.0", "TLSv1.1"])
-def test_tls_before_1_2_is_refused(version):
+def test_tls_before_1_2_is_refused(balancer, version):
     """Refused for the protocol itself, not only for want of a shared cipher."""
     assert refusal(tls_client(version)) == "TLSV1_ALERT_PROTOCOL_VERSION"
 
 
 @pytest.mark.parametrize("suite", sorted(WEAK_TLS12_SUITES), ids=lambda suite: f"{suite} ({WEAK_TLS12_SUITES[suite]})")
-def test_tls_1_2_refuses_a_weak_cipher(suite):
+def test_tls_1_2_refuses_a_weak_cipher(balancer, suite):
     assert refusal(tls_client(ssl.TLSVersion.TLSv1_2, suite))
 
 
-def test_tls_1_2_accepts_only_ecdhe_aead_ciphers():
+def test_tls_1_2_accepts_only_ecdhe_aead_ciphers(balancer):
     """Every TLS 1.2 suite the client can offer, one at a time: the balancer takes only ECDHE with AEAD."""
     offered = [cipher for cipher in tls_client(ssl.TLSVersion.TLSv1_2).get_ciphers() if cipher["protocol"] != "TLSv1.3"]
     accepted = []
@@ -171,7 +192,7 @@ def test_tls_1_2_accepts_only_ecdhe_aead_ciphers():
     assert [cipher["name"] for cipher in accepted if not is_ecdhe_aead(cipher)] == []
 
 
-def test_a_default_tls_1_2_client_negotiates_an_ecdhe_aead_cipher():
+def test_a_default_tls_1_2_client_negotiates_an_ecdhe_aead_cipher(balancer):
     context = insecure_tls()
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     protocol, cipher = handshake(context)
@@ -183,7 +204,7 @@ def test_a_default_tls_1_2_client_negotiates_an_ecdhe_aead_cipher():
 
 @pytest.mark.parametrize("path", ["/health/liveness", "/lb-health", "/no-such-page", "/metrics"],
                          ids=["app", "balancer", "not-found", "allowlisted-or-refused"])
-def test_https_responses_carry_the_security_headers(path):
+def test_https_responses_carry_the_security_headers(balancer, path):
     """On the app's answers and on the balancer's own, over HTTPS where HSTS applies."""
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()))
     _, headers, _ = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}{path}")
@@ -196,7 +217,7 @@ def test_https_responses_carry_the_security_headers(path):
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
-def test_the_session_cookie_is_secure_httponly_and_samesite(scheme):
+def test_the_session_cookie_is_secure_httponly_and_samesite(balancer, scheme):
     port = HTTPS_PORT if scheme == "https" else HTTP_PORT
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()))
     status, headers, body = fetch(opener, f"{scheme}://127.0.0.1:{port}/auth/login", ADMIN)
@@ -224,7 +245,7 @@ def test_a_write_with_another_sessions_csrf_token_is_refused():
     victim, victim_token = login()
     _, attacker_token = login()
     assert attacker_token != victim_token
-    item = {"sku": f"CSRF-{KIND}-{os.getpid()}", "name": "x", "quantity": 1, "location": "A1", "unit_price": "1.00"}
+    item = {"sku": f"CSRF-{os.getpid()}", "name": "x", "quantity": 1, "location": "A1", "unit_price": "1.00"}
     status, _, body = fetch(victim, f"https://127.0.0.1:{HTTPS_PORT}/items", item, {"X-CSRF-Token": attacker_token})
     assert status == 403, body
 
@@ -286,33 +307,47 @@ def test_postgresql_keeps_the_app_password_only_as_a_scram_verifier():
     assert verifier.startswith("SCRAM-SHA-256$"), verifier[:14]
 
 
-@pytest.mark.parametrize("name", HOSTS)
-def test_no_file_readable_by_everyone_holds_a_secret(name):
+def world_readable_files_holding_a_secret(name: str) -> list[str]:
     """Anywhere a service or an operator writes, not only where the roles mean to: a stray copy, a backup
     left by a template, a log."""
-    host = lab_host(name)
-    found = host.check_output(
+    return lab_host(name).check_output(
         "find /etc /opt /srv /var /run /tmp /root /home -xdev -type f -perm -o=r -size -20M -print0 2>/dev/null"
-        f" | xargs -0 -r grep -lF {grep_secrets()} || true")
-    assert found.split() == []
+        f" | xargs -0 -r grep -lF {grep_secrets()} || true").split()
+
+
+def test_no_file_readable_by_everyone_on_the_balancer_host_holds_a_secret(balancer):
+    assert world_readable_files_holding_a_secret("lb1") == []
+
+
+@pytest.mark.parametrize("name", BACKEND_HOSTS)
+def test_no_file_readable_by_everyone_holds_a_secret(name):
+    assert world_readable_files_holding_a_secret(name) == []
 
 
 # --- Secrets in Ansible's output and in the logs ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def site_run():
-    """site.yml once more against the converged scenario, verbosely (-v shows every task's result)."""
-    return run_playbook("site.yml", {}, verbosity=1)
+def site_run(balancer):
+    """site.yml once more against the converged stack, on the fleet's running version, verbosely (-v
+    shows every task's result)."""
+    return run_playbook("site.yml", {"app_version": fleet_version()}, verbosity=1)
 
 
-def test_site_converges_again_verbosely(site_run):
+def test_site_converges_again_verbosely_and_changes_nothing(site_run):
+    """The idempotence check, per balancer (the stack scenario has no idempotence phase of its own)."""
     assert site_run.returncode == 0, site_run.stdout[-4000:] + site_run.stderr[-2000:]
     assert "PLAY RECAP" in site_run.stdout
+    changed = {host: int(count) for host, count in
+               re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", site_run.stdout, re.M)}
+    assert changed and set(changed.values()) == {0}, (changed, site_run.stdout[-6000:])
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
-def test_no_secret_in_ansible_output(site_run, stream):
+def test_no_secret_in_ansible_output(balancer, site_run, stream):
+    """In the second run's output, and in the switch's that made the stack run this balancer."""
     assert leaked(getattr(site_run, stream)) == []
+    if balancer.switch is not None:
+        assert leaked(getattr(balancer.switch, stream)) == []
 
 
 @pytest.mark.parametrize("name", APP_HOSTS)
@@ -322,10 +357,18 @@ def test_no_secret_in_the_app_journal(name):
     assert leaked(journal) == []
 
 
-@pytest.mark.parametrize("name", HOSTS)
-def test_no_secret_in_any_log(name):
-    """The whole journal (Ansible's modules log their arguments there) and /var/log."""
+def logs_holding_a_secret(name: str) -> tuple[list[str], list[str]]:
+    """The secrets in the whole journal (Ansible's modules log their arguments there), and the files under
+    /var/log that hold one."""
     host = lab_host(name)
-    journal = host.check_output("journalctl --no-pager --output=cat")
-    assert leaked(journal) == []
-    assert host.check_output(f"grep -rlaF {grep_secrets()} /var/log || true").split() == []
+    return (leaked(host.check_output("journalctl --no-pager --output=cat")),
+            host.check_output(f"grep -rlaF {grep_secrets()} /var/log || true").split())
+
+
+def test_no_secret_in_any_log_of_the_balancer_host(balancer):
+    assert logs_holding_a_secret("lb1") == ([], [])
+
+
+@pytest.mark.parametrize("name", BACKEND_HOSTS)
+def test_no_secret_in_any_log(name):
+    assert logs_holding_a_secret(name) == ([], [])

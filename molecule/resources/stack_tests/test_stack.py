@@ -1,8 +1,12 @@
 """A whole stack (site.yml) verified as a user sees it: through the balancer on 127.0.0.1.
 
-testlib.stack() names the stack: a molecule scenario's (STACK_LB_KIND names the balancer,
-STACK_HTTP_PORT / STACK_HTTPS_PORT its published ports, container names are s<first letter of the
-kind>-<host>) or the running lab's (make lab-test).
+Why per kind and why once: what goes through the balancer (every instance reached, sessions across
+instances, a write read back, the certificate, the health contract, the balancer's own liveness, its
+config checker, the headers) runs per balancer; the app's CSRF refusal and the Redis and PostgreSQL
+refusals do not touch the balancer and run once.
+
+testlib.stack() names the stack: the molecule `stack` scenario's (STACK_HTTP_PORT / STACK_HTTPS_PORT
+its published ports, container names st-<host>) or the running lab's (make lab-test).
 """
 
 import http.cookiejar
@@ -17,7 +21,6 @@ import pytest
 
 from testlib import container, fetch, group_vars, host_name, insecure_tls, stack
 
-KIND = stack().kind
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
 VARS = group_vars()
@@ -48,7 +51,7 @@ def https_session():
     return opener, json.loads(body)["csrf_token"]
 
 
-def test_requests_reach_every_instance():
+def test_requests_reach_every_instance(balancer):
     opener = urllib.request.build_opener()
     instances = set()
     for _ in range(60):
@@ -60,7 +63,7 @@ def test_requests_reach_every_instance():
     assert ports == ["8000", "8000", "8001", "8001"]
 
 
-def test_a_session_made_through_one_instance_works_through_the_others(https_session):
+def test_a_session_made_through_one_instance_works_through_the_others(balancer, https_session):
     opener, csrf_token = https_session
     served_by = set()
     for _ in range(20):
@@ -71,9 +74,9 @@ def test_a_session_made_through_one_instance_works_through_the_others(https_sess
     assert len(served_by) >= 2, served_by
 
 
-def test_a_write_through_the_balancer_reads_back_from_every_instance(https_session):
+def test_a_write_through_the_balancer_reads_back_from_every_instance(balancer, https_session):
     opener, csrf_token = https_session
-    sku = f"STACK-{KIND}-{os.getpid()}"
+    sku = f"STACK-{balancer.kind}-{os.getpid()}"
     item = {"sku": sku, "name": "stack test", "quantity": 5, "location": "A1", "unit_price": "2.50"}
     status, _, body = fetch(opener, f"https://127.0.0.1:{HTTPS_PORT}/items", item, {"X-CSRF-Token": csrf_token})
     assert status == 201, body
@@ -90,13 +93,13 @@ def test_a_write_without_the_csrf_token_is_refused(https_session):
     assert status == 403
 
 
-def test_https_serves_the_certificate_the_role_installed(host):
+def test_https_serves_the_certificate_the_role_installed(balancer, host):
     served = ssl.get_server_certificate(("127.0.0.1", HTTPS_PORT))
     installed = host.file("/etc/ssl/rollgate/lb.crt").content_string
     assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(installed)
 
 
-def test_health_answers_through_the_balancer_with_the_app_contract():
+def test_health_answers_through_the_balancer_with_the_app_contract(balancer):
     status, _, body = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health")
     health = json.loads(body)
     assert status == 200
@@ -104,16 +107,16 @@ def test_health_answers_through_the_balancer_with_the_app_contract():
     assert health["database"]["status"] == "up" and health["cache"]["status"] == "up"
 
 
-def test_the_balancer_answers_its_own_liveness():
+def test_the_balancer_answers_its_own_liveness(balancer):
     status, _, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/lb-health")
     assert status == 200
 
 
-def test_the_live_balancer_config_passes_its_checker(host):
-    assert host.run(CHECKERS[KIND]).rc == 0
+def test_the_live_balancer_config_passes_its_checker(balancer, host):
+    assert host.run(CHECKERS[balancer.kind]).rc == 0
 
 
-def test_security_headers_are_on_every_response():
+def test_security_headers_are_on_every_response(balancer):
     _, headers, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health/liveness")
     assert headers.get("X-Content-Type-Options") == "nosniff"
     assert "X-Frame-Options" in headers

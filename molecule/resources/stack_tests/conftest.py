@@ -1,0 +1,58 @@
+"""One stack, the balancers in turn.
+
+A test that takes the `balancer` fixture (itself, or through a fixture that does) runs once per
+balancer of testlib.stack().kinds; the others run once. The run goes balancer by balancer: every
+per-kind test of the first balancer (the one the stack was converged with), then the stack is switched
+to the next (site.yml -v, keeping the fleet's version) and its per-kind tests run, and so on; the tests
+that run once come last, on the last balancer, so that the secret scans read what every balancer and
+every deploy wrote. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
+test_upgrade), and each file's own order.
+"""
+
+from dataclasses import dataclass
+import subprocess
+
+import pytest
+
+from testlib import active_kind, stack, switch_balancer
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """The balancer the stack runs for a per-kind test, and the run that switched the stack to it (None
+    for the balancer the stack started with)."""
+
+    kind: str
+    switch: subprocess.CompletedProcess | None
+
+
+@pytest.fixture(scope="session", params=stack().kinds)
+def balancer(request) -> Balancer:
+    kind = request.param
+    if kind == active_kind():
+        return Balancer(kind, None)
+    result = switch_balancer(kind)
+    if result.returncode != 0:
+        pytest.fail(f"switching the stack to {kind} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return Balancer(kind, result)
+
+
+def kind_of(item: pytest.Item) -> str | None:
+    """The balancer a collected test runs with; None for a test that runs once."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("balancer") if callspec else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]):
+    """Balancer by balancer, then the tests that run once, each part in the order of collection: after
+    pytest's own reordering, which groups by parameter but knows nothing of the switches' cost."""
+    kinds = list(stack().kinds)
+    order = {id(item): index for index, item in enumerate(items)}
+    yield
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        kind = kind_of(item)
+        return (kinds.index(kind) if kind is not None else len(kinds), order[id(item)])
+
+    items.sort(key=key)

@@ -1,0 +1,76 @@
+"""The one stack scenario runs each balancer's drain, weights, slow start, TLS, headers, idempotence and
+deploy tests, balancer by balancer, and the kind-independent tests once, last: read from the stack
+tests as pytest collects them (scripts/stack_coverage.py), with no host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Per balancer, as issue 30 lists them: each must run with every balancer.
+PER_KIND = {
+    "drain": "test_upgrade.py::test_the_balancer_serves_every_instance_afterwards",
+    "failing deploy": "test_upgrade.py::test_a_failing_version_stops_the_rollout_naming_the_instance",
+    "zero failed": "test_upgrade.py::test_no_request_failed_during_the_deploy",
+    "zero failed, failing deploy": "test_upgrade.py::test_no_request_failed_during_the_failed_deploy",
+    "weights": "test_upgrade.py::test_the_balancer_weighs_the_instances_by_capacity",
+    "slow start": "test_upgrade.py::test_a_returning_batch_ramps_its_weight_up_step_by_step",
+    "TLS": "test_security.py::test_tls_1_2_accepts_only_ecdhe_aead_ciphers",
+    "headers": "test_security.py::test_https_responses_carry_the_security_headers",
+    "idempotence": "test_security.py::test_site_converges_again_verbosely_and_changes_nothing",
+    "allowlist": "test_security.py::test_metrics_are_refused_outside_the_allowlist",
+    "checker": "test_stack.py::test_the_live_balancer_config_passes_its_checker",
+}
+# Kind-independent: run once.
+ONCE = [
+    "test_bad_input.py::test_an_unreachable_host_stops_the_run_before_any_host_changes",
+    "test_upgrade.py::test_a_degraded_fleet_stops_the_deploy_before_anything_changes",
+    "test_stack.py::test_redis_refuses_a_host_outside_the_app_group",
+    "test_stack.py::test_postgresql_refuses_a_host_that_is_not_an_app_host",
+    "test_security.py::test_postgresql_keeps_the_app_password_only_as_a_scram_verifier",
+    "test_security.py::test_no_secret_in_the_app_journal",
+]
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "stack_coverage.py"), "--json"],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout)
+    data["rows"] = {f"{row['file']}::{row['function']}": row for row in data["coverage"]}
+    return data
+
+
+def test_the_stack_runs_every_balancer(report):
+    assert report["kinds"] == ["nginx", "haproxy", "apache"]
+
+
+@pytest.mark.parametrize("what", sorted(PER_KIND))
+def test_each_balancer_runs_its_own(report, what):
+    row = report["rows"][PER_KIND[what]]
+    assert all(row[kind] >= 1 for kind in report["kinds"]), row
+    assert row["once"] == 0, row
+
+
+@pytest.mark.parametrize("test", ONCE)
+def test_a_kind_independent_test_runs_once(report, test):
+    row = report["rows"][test]
+    assert row["once"] >= 1 and not any(row[kind] for kind in report["kinds"]), row
+
+
+def test_every_test_function_is_collected(report):
+    assert len(report["rows"]) == sum(count["functions"] for count in report["census"].values())
+
+
+def test_the_tests_run_balancer_by_balancer_then_once(report):
+    """One switch per balancer: the run never goes back to a balancer it left."""
+    order = report["order"]
+    folded = [kind for index, kind in enumerate(order) if index == 0 or order[index - 1] != kind]
+    assert folded == [*report["kinds"], "once"], folded
