@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,14 @@ def load(path: str, name: str):
 lab_test = load("scripts/lab_test.py", "lab_test")
 phases = load("scripts/molecule_phases.py", "molecule_phases")
 hosts = load("inventories/lab/hosts.py", "lab_hosts")
+
+
+def test_the_lab_tools_know_every_balancer_the_role_takes():
+    """make up LB_KIND= (hosts.py) and make lab-test KIND= (lab_test.py) keep their own list of balancers,
+    which must be lb_kind's choices in the lb role's argument spec."""
+    specs = yaml.safe_load((REPO / "roles" / "lb" / "meta" / "argument_specs.yml").read_text(encoding="utf-8"))
+    choices = specs["argument_specs"]["main"]["options"]["lb_kind"]["choices"]
+    assert list(hosts.KINDS) == choices and list(lab_test.KINDS) == choices
 
 
 @pytest.mark.parametrize("kind", ["nginx", "haproxy", "apache", None])
