@@ -194,7 +194,8 @@ def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900, verbosity:
     the balancer the stack runs now, unless `extra_vars` names one."""
     verbose = [f"-{'v' * verbosity}"] if verbosity else []
     extra = ["-i", extra_inventory] if extra_inventory else []
-    variables = {"lb_kind": active_kind(), **extra_vars} if active_kind() else extra_vars
+    kind = active_kind()
+    variables = {"lb_kind": kind, **extra_vars} if kind else extra_vars
     return subprocess.run(
         ["ansible-playbook", *verbose, "-i", inventory(), *extra, os.path.join(PROJECT_DIR, playbook),
          "-e", json.dumps(variables)],
@@ -278,7 +279,6 @@ class WeightSampler:
     def __init__(self, kind: str, interval: float = 0.3, limit: float = 1200) -> None:
         self.kind, self.interval, self.limit = kind, interval, limit
         self.samples: list[tuple[float, dict[str, int]]] = []
-        self.unread = 0  # samples the balancer could not give (a reload between processes)
         self._process: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
 
@@ -289,7 +289,7 @@ class WeightSampler:
                 line = json.loads(text)
                 self.samples.append((time.monotonic(), parse_weights(self.kind, line["raw"])))
             except (KeyError, ValueError):
-                self.unread += 1  # the next sample counts
+                continue  # the balancer could not give it (a reload between processes): the next one counts
 
     def __enter__(self) -> "WeightSampler":
         self._process = subprocess.Popen(_probe_command(self.kind, self.interval, self.limit, keep_stdin=True),

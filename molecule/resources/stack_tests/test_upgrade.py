@@ -39,6 +39,12 @@ def versions() -> dict[str, tuple[str, str]]:
             for app_host in APP_HOSTS for port, (_, readiness) in instances(app_host).items()}
 
 
+def wait_until_ready(app_host: str) -> None:
+    """Up to 60 s per instance for its readiness to pass (an instance restarted by the test before)."""
+    container(app_host).run("for p in 8000 8001; do timeout 60 sh -c "
+                            "\"until curl -sf http://127.0.0.1:$p/health/readiness; do sleep 1; done\"; done")
+
+
 def main_pids(app_host: str) -> dict[int, str]:
     return {port: pid for port, (pid, _) in instances(app_host).items()}
 
@@ -62,7 +68,8 @@ def test_rolling_deploy_succeeds(upgrade):
 
 def test_every_instance_runs_the_new_version(upgrade):
     _, _, _, version = upgrade
-    assert set(versions().values()) == {("ready", version)}, versions()
+    found = versions()
+    assert set(found.values()) == {("ready", version)}, found
 
 
 def test_no_request_failed_during_the_deploy(upgrade):
@@ -93,8 +100,7 @@ def test_the_balancer_weighs_the_instances_by_capacity(upgrade, balancer):
 @pytest.fixture(scope="module")
 def failed_upgrade(upgrade):
     """Deploy BROKEN_VERSION (readiness always 503) under traffic, after the good one."""
-    container(APP_HOSTS[1]).run("for p in 8000 8001; do timeout 60 sh -c "
-                                "\"until curl -sf http://127.0.0.1:$p/health/readiness; do sleep 1; done\"; done")
+    wait_until_ready(APP_HOSTS[1])
     untouched_before = main_pids(APP_HOSTS[1])
     with BackgroundTraffic(TRAFFIC) as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
@@ -160,8 +166,7 @@ def test_a_degraded_fleet_stops_the_deploy_before_anything_changes():
 def rollback_all_upgrade(tmp_path_factory):
     """Deploy ROLLBACK_ALL_VERSION with rollout_on_failure rollback_all, where only app2's readiness fails
     (a host variable in an extra inventory): batch 1 passes, batch 2 fails, and both go back."""
-    container(APP_HOSTS[1]).run("for p in 8000 8001; do timeout 60 sh -c "
-                                "\"until curl -sf http://127.0.0.1:$p/health/readiness; do sleep 1; done\"; done")
+    wait_until_ready(APP_HOSTS[1])
     previous = fleet_version()
     extra_inventory = tmp_path_factory.mktemp("inventory") / "fail_app2.yml"
     extra_inventory.write_text(json.dumps({"app": {"hosts": {APP_HOSTS[1]: {"app_fail_readiness": True}}}}))
@@ -182,7 +187,8 @@ def test_rollback_all_stops_at_the_failing_batch_and_says_the_others_went_back(r
 
 def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_all_upgrade):
     _, _, previous = rollback_all_upgrade
-    assert set(versions().values()) == {("ready", previous)}, versions()
+    found = versions()
+    assert set(found.values()) == {("ready", previous)}, found
     weights = live_weights(active_kind())
     assert all(weights[f"{app}_{port}"] > 0 for app in APP_HOSTS for port in PORTS), weights
 
