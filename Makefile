@@ -8,17 +8,18 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site stage deploy status down faults check test lab-test fresh-machine lint unit app-test molecule services
+.PHONY: help up bootstrap lab site stage deploy status balancer down faults check test lab-test fresh-machine lint unit app-test molecule services
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer"
-	@echo "make test      everything CI checks: make check, then the molecule scenarios"
+	@echo "make test      everything CI checks: make check beside the molecule scenarios, two at a time"
 	@echo "make check     before every commit (about 4 min): the bootstrap on a fresh container, lint, unit and playbook tests, app tests"
 	@echo "make lab-test KIND=haproxy [TESTS=test_upgrade.py::test_rolling_deploy_succeeds]"
 	@echo "               the stack tests against the running lab (make up first), its balancer switched to KIND"
 	@echo "make stage VERSION=X    install version X beside the running one on every app host, nothing restarted"
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
+	@echo "make balancer  reconfigure the balancer alone (playbooks/balancer.yml), nothing else changes"
 	@echo "make faults    the fault suite under load on the lab, per balancer (figures, not a test)"
 	@echo "make down      remove the lab hosts and their network"
 
@@ -58,6 +59,9 @@ deploy:
 status:
 	ansible-playbook -i $(INVENTORY) playbooks/status.yml
 
+balancer:
+	ansible-playbook -i $(INVENTORY) playbooks/balancer.yml
+
 # Faults under load on the lab (scripts/bench/faults.py): FAULTS_ARGS="--kinds nginx --faults kill_instance".
 faults:
 	python scripts/bench/faults.py $(FAULTS_ARGS)
@@ -68,7 +72,10 @@ down:
 
 ## Tests -----------------------------------------------------------------------------------
 
-test: check molecule
+# Everything CI checks. make check runs beside the molecule scenarios, not before them: the stack, the
+# longest, takes one slot from the start; make check and then the other scenarios take the other.
+test: bootstrap
+	@WITH_CHECK=1 bash scripts/run-molecule.sh $(SCENARIOS)
 	@echo "make test: all checks passed"
 
 # The loop before every commit: everything in make test but the molecule scenarios. It starts the

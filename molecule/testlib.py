@@ -129,6 +129,7 @@ def stack() -> Stack:
 
 # The balancer the stack runs now: the starting one until switch_balancer() changes it.
 _ACTIVE: dict[str, str] = {}
+_SWITCHES: list[subprocess.CompletedProcess] = []
 
 
 def active_kind() -> str:
@@ -157,7 +158,13 @@ def switch_balancer(kind: str) -> subprocess.CompletedProcess:
     result = run_playbook("site.yml", {"lb_kind": kind, "app_version": fleet_version()}, verbosity=1)
     if result.returncode == 0:
         _ACTIVE["kind"] = kind
+        _SWITCHES.append(result)
     return result
+
+
+def switch_runs() -> list[subprocess.CompletedProcess]:
+    """The site.yml runs that switched the stack's balancer in this test session, in order."""
+    return list(_SWITCHES)
 
 
 def host_name(name: str) -> str:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run molecule scenarios, MOLECULE_JOBS at a time (default 2), each logging to .cache/molecule-<name>.log.
 # Usage: scripts/run-molecule.sh SCENARIO...   Exits non-zero when any scenario failed, after all ran.
+# With WITH_CHECK=1 (make test), `make check` is one more job, right after the stack: it runs beside the
+# stack scenario, the critical path, instead of before it (log: .cache/make-check.log).
 # The app releases the scenarios deploy are built once first, so parallel scenarios never build the
 # same wheelhouse at the same time.
 set -euo pipefail
@@ -13,9 +15,16 @@ mkdir -p .cache
 # 1.0.0 is the stacks' app_version; the others are every *_VERSION that test_upgrade.py deploys (read
 # from it, so that a new one cannot be missed: two scenarios building it at once break each other).
 upgrade_versions=$(grep -oE '^[A-Z_]+_VERSION = "[^"]+"' molecule/resources/stack_tests/test_upgrade.py | cut -d'"' -f2)
+# All at once: each version its own directory; 3 builds took 23 s together, 14 s each one after the other.
+pids=()
 for version in 1.0.0 $upgrade_versions; do
-    ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$version" > .cache/build-release.log 2>&1 \
-        || { tail -n 40 .cache/build-release.log; echo "building the wheelhouse of $version failed" >&2; exit 1; }
+    ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$version" \
+        > ".cache/build-release-$version.log" 2>&1 &
+    pids+=("$!:$version")
+done
+for entry in "${pids[@]}"; do
+    wait "${entry%%:*}" || { tail -n 40 ".cache/build-release-${entry#*:}.log"
+                             echo "building the wheelhouse of ${entry#*:} failed" >&2; exit 1; }
 done
 
 stamp() { local line; while IFS= read -r line || [ -n "$line" ]; do printf '%(%s)T %s\n' -1 "$line"; done; }
@@ -24,6 +33,13 @@ export -f stamp
 run_one() {
     local scenario="$1" start status
     start=$(date +%s)
+    if [ "$scenario" = make-check ]; then
+        if (set -o pipefail; make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
+            echo "== make check passed in $(( $(date +%s) - start )) s"; return 0; fi
+        echo "== make check FAILED in $(( $(date +%s) - start )) s (.cache/make-check.log)"
+        echo make-check >> .cache/molecule-failed
+        return 1
+    fi
     # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
     # phase's time from them.
     if (set -o pipefail; molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
@@ -37,21 +53,30 @@ export -f run_one
 # Longest first, so that the last to finish are short.
 ordered=()
 for scenario in "$@"; do case "$scenario" in stack|stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
+scenarios=("${ordered[@]}")
+if [ "${WITH_CHECK:-0}" = 1 ]; then
+    # make check takes the second slot first; the other scenarios follow it there.
+    stacks=0
+    for scenario in "${ordered[@]}"; do case "$scenario" in stack|stack_*) stacks=$((stacks + 1));; esac; done
+    ordered=("${ordered[@]:0:stacks}" make-check "${ordered[@]:stacks}")
+fi
 
 rm -f .cache/molecule-failed
 status=0
 printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} || status=$?
 logs=()
-for scenario in "${ordered[@]}"; do logs+=(".cache/molecule-$scenario.log"); done
+for scenario in "${scenarios[@]}"; do logs+=(".cache/molecule-$scenario.log"); done
 python3 scripts/molecule_phases.py "${logs[@]}" > .cache/molecule-phases.json || true
 echo "molecule: seconds per phase (.cache/molecule-phases.json)"
 python3 scripts/molecule_phases.py --table "${logs[@]}" || true
 if [ "$status" = 0 ]; then
-    echo "molecule: all ${#ordered[@]} scenarios passed (phase times: .cache/molecule-phases.json)"
+    echo "molecule: all ${#scenarios[@]} scenarios passed (phase times: .cache/molecule-phases.json)"
 else
     while read -r scenario; do
-        echo "---- last lines of .cache/molecule-$scenario.log"
-        tail -n 60 ".cache/molecule-$scenario.log"
+        log=".cache/molecule-$scenario.log"
+        [ "$scenario" = make-check ] && log=.cache/make-check.log
+        echo "---- last lines of $log"
+        tail -n 60 "$log"
     done < .cache/molecule-failed
     echo "molecule: failed: $(tr '\n' ' ' < .cache/molecule-failed)(logs: .cache/molecule-<scenario>.log)" >&2
     exit 1

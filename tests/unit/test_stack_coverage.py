@@ -24,7 +24,7 @@ PER_KIND = {
     "slow start": "test_upgrade.py::test_a_returning_batch_ramps_its_weight_up_step_by_step",
     "TLS": "test_security.py::test_tls_1_2_accepts_only_ecdhe_aead_ciphers",
     "headers": "test_security.py::test_https_responses_carry_the_security_headers",
-    "idempotence": "test_security.py::test_site_converges_again_verbosely_and_changes_nothing",
+    "idempotence": "test_security.py::test_the_balancer_converges_again_verbosely_and_changes_nothing",
     "allowlist": "test_security.py::test_metrics_are_refused_outside_the_allowlist",
     "checker": "test_stack.py::test_the_live_balancer_config_passes_its_checker",
 }
@@ -36,6 +36,7 @@ ONCE = [
     "test_stack.py::test_postgresql_refuses_a_host_that_is_not_an_app_host",
     "test_security.py::test_postgresql_keeps_the_app_password_only_as_a_scram_verifier",
     "test_security.py::test_no_secret_in_the_app_journal",
+    "test_security.py::test_site_converges_again_and_changes_nothing_but_the_balancer_it_switches",
 ]
 
 

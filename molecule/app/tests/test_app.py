@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import testinfra
+import yaml
 
 EXPECTED_VERSION = os.environ.get("APP_EXPECTED_VERSION", "1.0.1")
 PREVIOUS_VERSION = "1.0.0"
@@ -19,6 +20,8 @@ PORTS = (8000, 8001)
 ENV_FILE = "/etc/inventory/inventory.env"
 ADMIN = {"username": "admin", "password": "app-scenario-admin-password"}
 SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(SCENARIO_DIR, "scenario_vars.yml"), encoding="utf-8") as _vars:
+    SCENARIO_VARS = yaml.safe_load(_vars)
 
 testinfra_hosts = ["app"]
 
@@ -142,10 +145,19 @@ def test_the_environment_file_is_readable_by_the_service_only(host):
     assert host.run(f"runuser -u inventory -- cat {ENV_FILE}").rc == 0
 
 
+def env_quoted(value: str) -> str:
+    """A value as systemd reads it from an environment file: double quotes, \\ \" \$ \` escaped."""
+    for char in ("\\", '"', "$", "`"):
+        value = value.replace(char, "\\" + char)
+    return f'"{value}"'
+
+
 def test_the_environment_file_carries_the_secrets_the_service_needs(host):
+    """The passwords hold quotes, a backslash and spaces (scenario_vars.yml): escaped for systemd, which
+    the instances' readiness (Redis and PostgreSQL reached with them) proves it reads back intact."""
     content = host.file(ENV_FILE).content_string
-    assert 'REDIS_PASSWORD="app-scenario-redis-password"' in content
-    assert 'DB_PASSWORD="app-scenario-db-password"' in content
+    assert f"REDIS_PASSWORD={env_quoted(SCENARIO_VARS['redis_requirepass'])}" in content.splitlines()
+    assert f"DB_PASSWORD={env_quoted(SCENARIO_VARS['postgresql_app_password'])}" in content.splitlines()
 
 
 def test_the_previous_release_is_kept_runnable_for_a_rollback(host):

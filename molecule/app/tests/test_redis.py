@@ -10,18 +10,17 @@ import testinfra
 import yaml
 
 SCENARIO = Path(__file__).resolve().parent.parent
-CONVERGE = yaml.safe_load((SCENARIO / "converge.yml").read_text(encoding="utf-8"))
-PASSWORD = next(play["vars"]["redis_requirepass"] for play in CONVERGE if "vars" in play)
+PASSWORD = yaml.safe_load((SCENARIO / "scenario_vars.yml").read_text(encoding="utf-8"))["redis_requirepass"]
 
-redis_host = testinfra.get_host("podman://rd-redis1")
-app = testinfra.get_host("podman://rd-app1")
-other = testinfra.get_host("podman://rd-other1")
+redis_host = testinfra.get_host("podman://ap-redis1")
+app = testinfra.get_host("podman://ap-app1")
+other = testinfra.get_host("podman://ap-other1")
 
 
 @pytest.fixture(scope="module")
 def redis_address() -> str:
     """The Redis host's private address, as the client hosts resolve it."""
-    return app.check_output("getent ahostsv4 rd-redis1").split()[0]
+    return app.check_output("getent ahostsv4 ap-redis1").split()[0]
 
 
 def redis_cli(client, address: str, *command: str, password: str | None = PASSWORD, db: int = 0):
@@ -94,7 +93,7 @@ def test_a_key_survives_a_restart(redis_address):
 def test_missing_password_fails_before_any_change_naming_the_variable():
     inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
     run = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_secret.yml")],
+        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_redis_secret.yml")],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
@@ -102,6 +101,6 @@ def test_missing_password_fails_before_any_change_naming_the_variable():
     assert run.returncode != 0, output
     assert "redis_requirepass is empty or undefined" in output
     assert "ansible-vault" in output
-    recap = re.search(r"rd-redis1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
+    recap = re.search(r"ap-redis1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
     assert recap, output
     assert recap.groups() == ("0", "1")

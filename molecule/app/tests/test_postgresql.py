@@ -10,21 +10,20 @@ import testinfra
 import yaml
 
 SCENARIO = Path(__file__).resolve().parent.parent
-CONVERGE = yaml.safe_load((SCENARIO / "converge.yml").read_text(encoding="utf-8"))
-PASSWORD = next(play["vars"]["postgresql_app_password"] for play in CONVERGE if "vars" in play)
+PASSWORD = yaml.safe_load((SCENARIO / "scenario_vars.yml").read_text(encoding="utf-8"))["postgresql_app_password"]
 # One app host with the default app_instance_ports [8000, 8001]: 10 x 2 + 10 reserved.
 EXPECTED_MAX_CONNECTIONS = 30
 PG_SERVICE = "postgresql@15-main"
 
-db = testinfra.get_host("podman://pg-db1")
-app = testinfra.get_host("podman://pg-app1")
-other = testinfra.get_host("podman://pg-other1")
+db = testinfra.get_host("podman://ap-db1")
+app = testinfra.get_host("podman://ap-app1")
+other = testinfra.get_host("podman://ap-other1")
 
 
 @pytest.fixture(scope="module")
 def db_address() -> str:
     """The database host's private address, as the client hosts resolve it."""
-    return app.check_output("getent ahostsv4 pg-db1").split()[0]
+    return app.check_output("getent ahostsv4 ap-db1").split()[0]
 
 
 def psql(client, address: str, sql: str, *, database: str = "inventory", user: str = "inventory",
@@ -83,7 +82,7 @@ def test_data_survives_a_restart(db_address):
 def test_missing_password_fails_before_any_change_naming_the_variable():
     inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
     run = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_secret.yml")],
+        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_postgresql_secret.yml")],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
@@ -91,6 +90,6 @@ def test_missing_password_fails_before_any_change_naming_the_variable():
     assert run.returncode != 0, output
     assert "postgresql_app_password is empty or undefined" in output
     assert "ansible-vault" in output
-    recap = re.search(r"pg-db1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
+    recap = re.search(r"ap-db1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
     assert recap, output
     assert recap.groups() == ("0", "1")
