@@ -129,7 +129,7 @@ def stack() -> Stack:
 
 # The balancer the stack runs now: the starting one until switch_balancer() changes it.
 _ACTIVE: dict[str, str] = {}
-_SWITCHES: list[subprocess.CompletedProcess] = []
+_SWITCHES: list[tuple[str, subprocess.CompletedProcess]] = []
 
 
 def active_kind() -> str:
@@ -152,18 +152,19 @@ def fleet_version() -> str:
     return next(iter(versions.values()))
 
 
-def switch_balancer(kind: str) -> subprocess.CompletedProcess:
-    """Switch the stack's balancer to `kind` with site.yml -v, keeping the fleet's running version (so
-    that the switch deploys nothing). The stack runs `kind` afterwards only when the run passed."""
-    result = run_playbook("site.yml", {"lb_kind": kind, "app_version": fleet_version()}, verbosity=1)
+def switch_balancer(kind: str, playbook: str = "site.yml") -> subprocess.CompletedProcess:
+    """Switch the stack's balancer to `kind` with `playbook` -v (site.yml, or playbooks/balancer.yml for the
+    lb role alone), keeping the fleet's running version (so that the switch deploys nothing). The stack
+    runs `kind` afterwards only when the run passed."""
+    result = run_playbook(playbook, {"lb_kind": kind, "app_version": fleet_version()}, verbosity=1)
     if result.returncode == 0:
         _ACTIVE["kind"] = kind
-        _SWITCHES.append(result)
+        _SWITCHES.append((playbook, result))
     return result
 
 
-def switch_runs() -> list[subprocess.CompletedProcess]:
-    """The site.yml runs that switched the stack's balancer in this test session, in order."""
+def switch_runs() -> list[tuple[str, subprocess.CompletedProcess]]:
+    """The runs that switched the stack's balancer in this test session, in order: (playbook, run)."""
     return list(_SWITCHES)
 
 

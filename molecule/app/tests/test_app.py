@@ -6,22 +6,19 @@ database and Redis run on ap-db1 and ap-redis1, converged by their own roles.
 
 import json
 import os
-import subprocess
 import textwrap
 import uuid
 
 import pytest
 import testinfra
-import yaml
+
+from app_scenario import SCENARIO_VARS, run_scenario_playbook
 
 EXPECTED_VERSION = os.environ.get("APP_EXPECTED_VERSION", "1.0.1")
 PREVIOUS_VERSION = "1.0.0"
 PORTS = (8000, 8001)
 ENV_FILE = "/etc/inventory/inventory.env"
-ADMIN = {"username": "admin", "password": "app-scenario-admin-password"}
-SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with open(os.path.join(SCENARIO_DIR, "scenario_vars.yml"), encoding="utf-8") as _vars:
-    SCENARIO_VARS = yaml.safe_load(_vars)
+ADMIN = {"username": "admin", "password": SCENARIO_VARS["app_admin_password"]}
 
 testinfra_hosts = ["app"]
 
@@ -169,18 +166,10 @@ def test_the_previous_release_is_kept_runnable_for_a_rollback(host):
 
 def test_a_version_that_was_never_built_fails_before_any_host_changes(host):
     """app_build_from_source: false and a version without a wheelhouse: the run fails on the controller."""
-    env = dict(os.environ)
-    ephemeral = env["MOLECULE_EPHEMERAL_DIRECTORY"]
-    env.setdefault("ANSIBLE_CONFIG", os.path.join(ephemeral, "ansible.cfg"))
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    inventory = env.get("MOLECULE_INVENTORY_FILE") or os.path.join(ephemeral, "inventory")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, os.path.join(SCENARIO_DIR, "deploy_unbuilt_version.yml")],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
-    output = " ".join((result.stdout + result.stderr).split())
+    result, output, recap = run_scenario_playbook("deploy_unbuilt_version.yml")
+    output = " ".join(output.split())
     assert result.returncode != 0
     assert "app_version 9.9.9 does not exist on the controller" in output
-    assert "changed=0" in output
+    assert recap and all(changed == 0 for changed, _ in recap.values()), recap
     assert host.file("/opt/inventory/current").linked_to == f"/opt/inventory/releases/{EXPECTED_VERSION}"
     assert not host.file("/opt/inventory/releases/9.9.9").exists

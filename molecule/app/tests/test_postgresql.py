@@ -1,16 +1,11 @@
 """The postgresql role: the app hosts reach the app's database, nothing else does, and data persists."""
 
-import os
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
 import testinfra
-import yaml
 
-SCENARIO = Path(__file__).resolve().parent.parent
-PASSWORD = yaml.safe_load((SCENARIO / "scenario_vars.yml").read_text(encoding="utf-8"))["postgresql_app_password"]
+from app_scenario import SCENARIO_VARS, assert_stops_before_any_change
+
+PASSWORD = SCENARIO_VARS["postgresql_app_password"]
 # One app host with the default app_instance_ports [8000, 8001]: 10 x 2 + 10 reserved.
 EXPECTED_MAX_CONNECTIONS = 30
 PG_SERVICE = "postgresql@15-main"
@@ -80,16 +75,4 @@ def test_data_survives_a_restart(db_address):
 
 
 def test_missing_password_fails_before_any_change_naming_the_variable():
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-    run = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_postgresql_secret.yml")],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode != 0, output
-    assert "postgresql_app_password is empty or undefined" in output
-    assert "ansible-vault" in output
-    recap = re.search(r"ap-db1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
-    assert recap, output
-    assert recap.groups() == ("0", "1")
+    assert_stops_before_any_change("missing_postgresql_secret.yml", "ap-db1", "postgresql_app_password is empty or undefined")

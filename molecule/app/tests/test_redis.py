@@ -1,16 +1,11 @@
 """The redis role: the app hosts reach Redis with the password, nothing else reaches it, data persists."""
 
-import os
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
 import testinfra
-import yaml
 
-SCENARIO = Path(__file__).resolve().parent.parent
-PASSWORD = yaml.safe_load((SCENARIO / "scenario_vars.yml").read_text(encoding="utf-8"))["redis_requirepass"]
+from app_scenario import SCENARIO_VARS, assert_stops_before_any_change
+
+PASSWORD = SCENARIO_VARS["redis_requirepass"]
 
 redis_host = testinfra.get_host("podman://ap-redis1")
 app = testinfra.get_host("podman://ap-app1")
@@ -91,16 +86,4 @@ def test_a_key_survives_a_restart(redis_address):
 
 
 def test_missing_password_fails_before_any_change_naming_the_variable():
-    inventory = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-    run = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(SCENARIO / "missing_redis_secret.yml")],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode != 0, output
-    assert "redis_requirepass is empty or undefined" in output
-    assert "ansible-vault" in output
-    recap = re.search(r"ap-redis1\s+:\s+ok=\d+\s+changed=(\d+).*failed=(\d+)", output)
-    assert recap, output
-    assert recap.groups() == ("0", "1")
+    assert_stops_before_any_change("missing_redis_secret.yml", "ap-redis1", "redis_requirepass is empty or undefined")

@@ -3,7 +3,8 @@
 A test that takes the `balancer` fixture (itself, or through a fixture that does) runs once per
 balancer of testlib.stack().kinds; the others run once. The run goes balancer by balancer: every
 per-kind test of the first balancer (the one the stack was converged with), then the stack is switched
-to the next (site.yml -v, keeping the fleet's version) and its per-kind tests run, and so on; the tests
+to the next (playbooks/balancer.yml -v for the first switch, site.yml -v for the later ones, keeping the
+fleet's version) and its per-kind tests run, and so on; the tests
 that run once come last, on the last balancer, so that the secret scans read what every balancer and
 every deploy wrote. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
 test_upgrade), and each file's own order.
@@ -14,7 +15,7 @@ import subprocess
 
 import pytest
 
-from testlib import active_kind, stack, switch_balancer
+from testlib import active_kind, stack, switch_balancer, switch_runs
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,18 @@ class Balancer:
     switch: subprocess.CompletedProcess | None
 
 
+# The switches take both of a user's ways: the first the lb role alone (playbooks/balancer.yml, `make
+# balancer -e lb_kind=...`, 50-60 s cheaper), the later ones a whole site.yml (`make up LB_KIND=...`), whose
+# runs test_security.py also reads for site.yml changing nothing on the other hosts.
+FIRST_SWITCH, LATER_SWITCHES = "playbooks/balancer.yml", "site.yml"
+
+
 @pytest.fixture(scope="session", params=stack().kinds)
 def balancer(request) -> Balancer:
     kind = request.param
     if kind == active_kind():
         return Balancer(kind, None)
-    result = switch_balancer(kind)
+    result = switch_balancer(kind, LATER_SWITCHES if switch_runs() else FIRST_SWITCH)
     if result.returncode != 0:
         pytest.fail(f"switching the stack to {kind} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return Balancer(kind, result)
