@@ -1,15 +1,24 @@
-"""What the app scenario's tests share: its folder, its variables, and a playbook of it run against its
-hosts, read back per host from the PLAY RECAP."""
+"""What the app scenario's tests share: its folder, its variables, its client hosts (the app host and one in
+no group), and a playbook of it run against its hosts, read back per host from the PLAY RECAP."""
 
 import os
 import re
 import subprocess
 from pathlib import Path
 
+import testinfra
 import yaml
 
 SCENARIO = Path(__file__).resolve().parent.parent
 SCENARIO_VARS = yaml.safe_load((SCENARIO / "scenario_vars.yml").read_text(encoding="utf-8"))
+
+app = testinfra.get_host("podman://ap-app1")
+other = testinfra.get_host("podman://ap-other1")
+
+
+def private_address(name: str) -> str:
+    """A host's private address, as the client hosts resolve it."""
+    return app.check_output(f"getent ahostsv4 {name}").split()[0]
 
 
 def run_scenario_playbook(name: str) -> tuple[subprocess.CompletedProcess, str, dict[str, tuple[int, int]]]:

@@ -3,7 +3,7 @@
 import pytest
 import testinfra
 
-from app_scenario import SCENARIO_VARS, assert_stops_before_any_change
+from app_scenario import SCENARIO_VARS, app, assert_stops_before_any_change, other, private_address
 
 PASSWORD = SCENARIO_VARS["postgresql_app_password"]
 # One app host with the default app_instance_ports [8000, 8001]: 10 x 2 + 10 reserved.
@@ -11,14 +11,11 @@ EXPECTED_MAX_CONNECTIONS = 30
 PG_SERVICE = "postgresql@15-main"
 
 db = testinfra.get_host("podman://ap-db1")
-app = testinfra.get_host("podman://ap-app1")
-other = testinfra.get_host("podman://ap-other1")
 
 
 @pytest.fixture(scope="module")
 def db_address() -> str:
-    """The database host's private address, as the client hosts resolve it."""
-    return app.check_output("getent ahostsv4 ap-db1").split()[0]
+    return private_address("ap-db1")
 
 
 def psql(client, address: str, sql: str, *, database: str = "inventory", user: str = "inventory",

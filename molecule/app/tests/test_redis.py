@@ -3,19 +3,16 @@
 import pytest
 import testinfra
 
-from app_scenario import SCENARIO_VARS, assert_stops_before_any_change
+from app_scenario import SCENARIO_VARS, app, assert_stops_before_any_change, other, private_address
 
 PASSWORD = SCENARIO_VARS["redis_requirepass"]
 
 redis_host = testinfra.get_host("podman://ap-redis1")
-app = testinfra.get_host("podman://ap-app1")
-other = testinfra.get_host("podman://ap-other1")
 
 
 @pytest.fixture(scope="module")
 def redis_address() -> str:
-    """The Redis host's private address, as the client hosts resolve it."""
-    return app.check_output("getent ahostsv4 ap-redis1").split()[0]
+    return private_address("ap-redis1")
 
 
 def redis_cli(client, address: str, *command: str, password: str | None = PASSWORD, db: int = 0):

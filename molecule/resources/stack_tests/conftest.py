@@ -27,9 +27,9 @@ class Balancer:
     switch: subprocess.CompletedProcess | None
 
 
-# The switches take both of a user's ways: the first the lb role alone (playbooks/balancer.yml, `make
-# balancer -e lb_kind=...`, 50-60 s cheaper), the later ones a whole site.yml (`make up LB_KIND=...`), whose
-# runs test_security.py also reads for site.yml changing nothing on the other hosts.
+# The switches take both of a user's ways: the first the lb role alone (`ansible-playbook
+# playbooks/balancer.yml -e lb_kind=...`, 70 s cheaper alone), the later ones a whole site.yml (`make up
+# LB_KIND=...`), whose runs test_security.py also reads for site.yml changing nothing on the other hosts.
 FIRST_SWITCH, LATER_SWITCHES = "playbooks/balancer.yml", "site.yml"
 
 
