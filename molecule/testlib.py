@@ -168,6 +168,11 @@ def switch_runs() -> list[tuple[str, subprocess.CompletedProcess]]:
     return list(_SWITCHES)
 
 
+def changed_counts(output: str) -> dict[str, int]:
+    """changed=N of each host in an ansible-playbook run's PLAY RECAP."""
+    return {host: int(count) for host, count in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
 def host_name(name: str) -> str:
     """The container of a stack host named without its prefix: host_name("lb1")."""
     return stack().host(name)

@@ -50,16 +50,14 @@ run_one() {
 }
 export -f run_one
 
-# Longest first, so that the last to finish are short.
-ordered=()
-for scenario in "$@"; do case "$scenario" in stack|stack_*) ordered=("$scenario" "${ordered[@]}");; *) ordered+=("$scenario");; esac; done
-scenarios=("${ordered[@]}")
-if [ "${WITH_CHECK:-0}" = 1 ]; then
-    # make check takes the second slot first; the other scenarios follow it there.
-    stacks=0
-    for scenario in "${ordered[@]}"; do case "$scenario" in stack|stack_*) stacks=$((stacks + 1));; esac; done
-    ordered=("${ordered[@]:0:stacks}" make-check "${ordered[@]:stacks}")
-fi
+# Longest first, so that the last to finish are short; with WITH_CHECK=1, make check takes the second slot
+# first and the other scenarios follow it there.
+stacks=() others=()
+for scenario in "$@"; do case "$scenario" in stack|stack_*) stacks=("$scenario" "${stacks[@]}");; *) others+=("$scenario");; esac; done
+scenarios=("${stacks[@]}" "${others[@]}")
+ordered=("${stacks[@]}")
+[ "${WITH_CHECK:-0}" = 1 ] && ordered+=(make-check)
+ordered+=("${others[@]}")
 
 rm -f .cache/molecule-failed
 status=0

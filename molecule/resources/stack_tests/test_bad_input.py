@@ -6,11 +6,10 @@ Why once: these runs stop before any balancer step, on the controller or at the 
 the balancer makes no difference; they run once, on the last balancer, and leave the stack as it was."""
 
 import os
-import re
 
 import pytest
 
-from testlib import container, host_name, instances, run_playbook
+from testlib import changed_counts, container, host_name, instances, run_playbook
 
 LB_HOST = host_name("lb1")
 APP_HOSTS = [host_name("app1"), host_name("app2")]
@@ -33,11 +32,6 @@ def service_state() -> dict:
     state["balancer configs"] = container(LB_HOST).check_output(
         f"sha256sum {' '.join(BALANCER_CONFIGS)} 2>/dev/null || true")
     return state
-
-
-def changed_counts(output: str) -> dict[str, int]:
-    """changed=N of each host in the PLAY RECAP."""
-    return {host: int(count) for host, count in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 @pytest.fixture

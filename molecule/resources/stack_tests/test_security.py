@@ -24,8 +24,8 @@ import urllib.request
 
 import pytest
 
-from testlib import (container, fetch, fleet_version, group_vars, host_name, insecure_tls, run_playbook, stack,
-                     switch_runs)
+from testlib import (changed_counts, container, fetch, fleet_version, group_vars, host_name, insecure_tls,
+                     run_playbook, stack, switch_runs)
 
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
@@ -328,12 +328,6 @@ def test_no_file_readable_by_everyone_holds_a_secret(name):
 
 # --- Secrets in Ansible's output and in the logs ------------------------------------------------------
 
-def changed_per_host(run) -> dict[str, int]:
-    """Each host's `changed` count in a run's PLAY RECAP."""
-    return {host: int(count) for host, count in
-            re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", run.stdout, re.M)}
-
-
 @pytest.fixture(scope="module")
 def balancer_run(balancer):
     """playbooks/balancer.yml once more against the converged stack, verbosely (-v shows every task's
@@ -343,11 +337,11 @@ def balancer_run(balancer):
 
 def test_the_balancer_converges_again_verbosely_and_changes_nothing(balancer_run):
     """The idempotence check of the lb role, per balancer (the stack scenario has no idempotence phase of
-    its own): the only play that depends on the balancer, 22 s where a whole site.yml takes 70-90 s. The
+    its own): the only play that depends on the balancer, 19-48 s where a whole site.yml takes 70-96 s. The
     other hosts' roles do not read lb_kind; site.yml changing nothing on them is checked once, below."""
     assert balancer_run.returncode == 0, balancer_run.stdout[-4000:] + balancer_run.stderr[-2000:]
     assert "TASK [lb : " in balancer_run.stdout
-    changed = changed_per_host(balancer_run)
+    changed = changed_counts(balancer_run.stdout)
     assert LB in changed and set(changed.values()) == {0}, (changed, balancer_run.stdout[-6000:])
 
 
@@ -376,7 +370,7 @@ def test_site_converges_again_and_changes_nothing_but_the_balancer_it_switches(s
     runs, switched = site_runs
     for run in runs:
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-        changed = changed_per_host(run)
+        changed = changed_counts(run.stdout)
         assert set(changed) >= {host_name(name) for name in BACKEND_HOSTS}, changed
         unchanged = {host: count for host, count in changed.items() if not (switched and host == LB)}
         assert set(unchanged.values()) == {0}, (changed, run.stdout[-6000:])
