@@ -6,6 +6,8 @@
   leave fewer than ``rollout_min_healthy`` ready ones.
 - ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
 - ``rollout_report``: the summary table printed at the end of a rollout.
+- ``in_flight_unread_by_host`` and ``in_flight_unread_running``: after the in-flight wait, which
+  instances whose count could not be read are still running by systemd (the wait fails on those).
 - ``apache_members_out_of_service`` and ``apache_runtime_plan``: read Apache's balancer-manager, to
   wait for returning members and to drain or return members at runtime rather than by a reload.
 """
@@ -304,6 +306,37 @@ def rollout_report(
     return lines
 
 
+# systemd's `is-active` states of an instance that serves nothing: its requests are over.
+IDLE_UNIT_STATES = ("inactive", "failed")
+
+
+def in_flight_unread_by_host(unreadable: Mapping[str, str], backends: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The instances of ``backends`` named in ``unreadable``, grouped by host in backend order:
+    [{"host": HOST, "names": [NAME, ...], "ports": [PORT, ...]}], one systemd question per host."""
+    groups: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        if backend["name"] in unreadable:
+            group = groups.setdefault(backend["host"], {"host": backend["host"], "names": [], "ports": []})
+            group["names"].append(backend["name"])
+            group["ports"].append(backend["port"])
+    return list(groups.values())
+
+
+def in_flight_unread_running(unreadable: Mapping[str, str], answers: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per unreadable instance that systemd does not report stopped or failed, naming it, its
+    state and what the wait got from it. ``answers`` are the registered results of `systemctl
+    is-active` run per group of ``in_flight_unread_by_host`` (item and stdout_lines, one state per
+    unit in order); an instance with no state (systemctl itself failed) counts as running."""
+    lines = []
+    for answer in answers:
+        states = list(answer.get("stdout_lines") or [])
+        for position, name in enumerate(answer["item"]["names"]):
+            state = states[position].strip() if position < len(states) else "unknown"
+            if state not in IDLE_UNIT_STATES:
+                lines.append(f"{name} (systemd: {state}): {unreadable.get(name, 'unreadable')}")
+    return lines
+
+
 def _as_filter(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def filter_function(*args: Any, **kwargs: Any) -> Any:
@@ -327,6 +360,8 @@ class FilterModule:
                 ("scaled_backends", scaled_backends),
                 ("slow_start_steps", slow_start_steps),
                 ("rollout_report", rollout_report),
+                ("in_flight_unread_by_host", in_flight_unread_by_host),
+                ("in_flight_unread_running", in_flight_unread_running),
                 ("apache_members_out_of_service", apache_members_out_of_service),
                 ("apache_runtime_plan", apache_runtime_plan),
             )

@@ -13,6 +13,7 @@ fleet's running version). Every playbook a test runs is told the balancer the st
 """
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -382,3 +383,233 @@ class BackgroundTraffic:
     @property
     def requests(self) -> int:
         return sum(self.statuses.values()) + len([f for f in self.failures if "no answer" in f])
+
+
+# --- Traffic that counts what users see ----------------------------------------------------------------
+
+@functools.cache
+def loadgen():
+    """scripts/bench/loadgen.py, imported: the load generator of the benchmarks, reused by the tests."""
+    path = os.path.join(PROJECT_DIR, "scripts", "bench", "loadgen.py")
+    spec = importlib.util.spec_from_file_location("rollgate_loadgen", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def balancer_target():
+    """The balancer's HTTPS address on 127.0.0.1, as loadgen takes it."""
+    return loadgen().Target.from_url(f"https://127.0.0.1:{stack().https_port}")
+
+
+def admin_session():
+    """A logged-in admin session through the balancer (loadgen's SharedSession: cookie and CSRF token)."""
+    variables = group_vars()
+    session = loadgen().SharedSession(balancer_target(), variables.get("app_admin_username", "admin"),
+                                      variables["app_admin_password"], 10.0)
+    session.login()
+    return session
+
+
+class UserTraffic:
+    """What users send, through the balancer, from a thread: scripts/bench/loadgen.py's open loop at
+    `rate` requests a second over `workers` concurrent keep-alive connections, each request one of three
+    classes counted apart: writes (a stock movement of 1, with an Idempotency-Key), reads that touch the
+    database (an item, or the item list) and GET /health.
+
+    No request is sent twice once it was sent (loadgen's retry_stale is off): a balancer's retry is the
+    balancer's business, not the client's. A request whose kept-alive connection the server closed while
+    it was idle goes on a new connection before it is sent, as HTTP clients' pools do; it is counted as
+    `reconnected`, a class of its own. Bounded: at most `limit_seconds`, then it stops by itself.
+
+    The rate stays under the app's rate limit per client (600 a minute): every request comes from the one
+    address the balancer sees."""
+
+    CLASSES = ("write", "read", "health")
+    ITEM_PREFIX = "ZEROFAIL-"
+
+    def __init__(self, rate: float = 8.0, workers: int = 4, write_ratio: float = 0.35, health_ratio: float = 0.3,
+                 limit_seconds: float = 600.0) -> None:
+        self.records: list[dict] = []
+        self.settings = loadgen().LoadSettings(
+            rate=rate, duration=limit_seconds, max_requests=int(rate * limit_seconds), workers=workers,
+            timeout=70.0, write_ratio=write_ratio, drain_timeout=75.0, retry_stale=False,
+            item_prefix=self.ITEM_PREFIX, health_ratio=health_ratio)
+        self._stop = loadgen().StopFlag()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "UserTraffic":
+        target = balancer_target()
+        session = admin_session()
+        items = loadgen().ensure_items(target, session, self.ITEM_PREFIX, 4, 10.0)
+
+        def run() -> None:
+            self.records.extend(loadgen().generate_load(target, session, items, self.settings, self._stop))
+
+        self._thread = threading.Thread(target=run, name="user-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.drain_timeout + 10)
+
+    def failed(self) -> dict[str, list[str]]:
+        """Per class, each request the user saw fail (no answer, a reset, a timeout, a 5xx, or never sent
+        in time), as 'time kind op: error detail'; classes with none are left out."""
+        failures = loadgen().FAILURE_CLASSES + (loadgen().UNSENT,)
+        found: dict[str, list[str]] = {}
+        for record in self.records:
+            if record["error"] in failures:
+                found.setdefault(record["kind"] or "unsent", []).append(
+                    f"{time.strftime('%X', time.localtime(record['t']))} {record['op']}: {record['error']}"
+                    f" {record.get('status') or ''} {record.get('detail', '')}".rstrip())
+        return found
+
+    def rejected(self) -> dict[str, int]:
+        """Per class, the answers the client caused (429, other 4xx): none is expected."""
+        counts: dict[str, int] = {}
+        for record in self.records:
+            if record["error"] in loadgen().REJECTION_CLASSES:
+                key = f"{record['kind']} {record['status']}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def figures(self) -> dict[str, dict[str, int]]:
+        """Per class: requests sent, failed and reconnected (for the messages and the notes)."""
+        failed = self.failed()
+        return {kind: {"sent": sum(1 for record in self.records if record["kind"] == kind),
+                       "failed": len(failed.get(kind, [])),
+                       "reconnected": sum(1 for record in self.records
+                                          if record["kind"] == kind and record.get("reconnected"))}
+                for kind in self.CLASSES}
+
+    def assert_none_failed(self, minimum_per_class: int = 20) -> None:
+        """Enough requests of every class, none failed and none rejected."""
+        figures = self.figures()
+        assert all(figures[kind]["sent"] >= minimum_per_class for kind in self.CLASSES), figures
+        assert self.failed() == {}, (figures, {kind: lines[:10] for kind, lines in self.failed().items()})
+        assert self.rejected() == {}, (figures, self.rejected())
+
+
+def in_flight_counts(app_hosts: list[str], ports: tuple[int, ...] = (8000, 8001)) -> dict[str, int]:
+    """Each instance's requests in flight (its metrics' active_connections, less the metrics request),
+    read on its own host, one exec per host; -1 when it gives none."""
+    counts = {}
+    for app_host in app_hosts:
+        script = "; ".join(f"echo \"{port} $(curl -s -m 5 http://127.0.0.1:{port}/health/metrics)\"" for port in ports)
+        for line in container(app_host).check_output(script).splitlines():
+            port, _, body = line.partition(" ")
+            try:
+                active = json.loads(body).get("active_connections")
+            except (ValueError, AttributeError):
+                active = None
+            counts[f"{app_host}_{port}"] = active - 1 if isinstance(active, int) else -1
+    return counts
+
+
+class HeldWrite:
+    """A stock movement held in flight for as long as the test wants: a transaction on the database host
+    locks an item's row (SELECT ... FOR UPDATE, then pg_sleep), and a movement of that item, sent from a
+    thread, waits for the lock; `release()` ends the transaction, and the movement completes, if its
+    instance still runs. It goes through the balancer, or, given `instance` ("app1_8000"), straight to that
+    instance (no balancer timeout then bounds how long it may be held: a deploy's batch is reached a minute
+    or more after the start). `instance` is the one holding it, checked from the instances' in-flight
+    counts, so no other traffic may run while it is being found. The transaction is ended on exit whatever
+    happened; `status` (None for no answer) and `error` tell what the user saw."""
+
+    APPLICATION_NAME = "rollgate-held-write"
+
+    def __init__(self, app_hosts: list[str], db_host: str, instance: str | None = None) -> None:
+        self.app_hosts, self.db_host, self.instance = app_hosts, db_host, instance
+        self.status: int | None = None
+        self.error: str | None = "no answer yet"
+        self.finished_at: float | None = None
+        self._lock_process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+
+    def _psql(self, sql: str) -> str:
+        database = group_vars().get("postgresql_app_database", "inventory")
+        return container(self.db_host).check_output(
+            "runuser -u postgres -- psql -XtA -d %s -c %s", database, sql).strip()
+
+    def _target(self):
+        if self.instance is None:
+            return balancer_target()
+        app_host, port = self.instance.rsplit("_", 1)
+        address = container(app_host).check_output("hostname -I").split()[0]
+        return loadgen().Target("http", address, int(port))
+
+    def _send(self, target, session, item_id: int) -> None:
+        connection = target.connection(timeout=300)
+        try:
+            answer = loadgen().exchange(connection, "POST", f"/items/{item_id}/receive",
+                                        json.dumps({"quantity": 1, "reason": "held write"}).encode(),
+                                        {**session.write_headers(), "Content-Type": "application/json",
+                                         "Accept": "application/json", "Idempotency-Key": os.urandom(16).hex()})
+            self.status = answer.status
+            self.error = None if answer.status < 300 else f"HTTP {answer.status}: {answer.body[:200]!r}"
+        except Exception as exc:  # noqa: BLE001 - no answer, whatever http.client raised
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+            self.finished_at = time.time()
+
+    def __enter__(self) -> "HeldWrite":
+        try:
+            return self._hold()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _hold(self) -> "HeldWrite":
+        session = admin_session()
+        item_id = loadgen().ensure_items(balancer_target(), session, "HELD-", 1, 10.0)[0]
+        database = group_vars().get("postgresql_app_database", "inventory")
+        self._lock_process = subprocess.Popen(
+            ["podman", "exec", "-e", f"PGAPPNAME={self.APPLICATION_NAME}", self.db_host, "runuser", "-u", "postgres",
+             "--", "psql", "-XtA", "-d", database, "-c",
+             f"SELECT id FROM items WHERE id = {int(item_id)} FOR UPDATE; SELECT pg_sleep(600)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                   f"'{self.APPLICATION_NAME}' AND state = 'active' AND wait_event = 'PgSleep'")
+        deadline = time.monotonic() + 30
+        while self._psql(waiting) != "1":
+            assert time.monotonic() < deadline, "the row lock was not taken within 30 s"
+            time.sleep(0.3)
+        self._thread = threading.Thread(target=self._send, args=(self._target(), session, item_id), daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while True:
+            busy = [name for name, count in in_flight_counts(self.app_hosts).items() if count > 0]
+            if len(busy) == 1 and self.instance in (None, busy[0]):
+                self.instance = busy[0]
+                return self
+            assert self.finished_at is None, f"the write was not held: {self.status} {self.error}"
+            assert time.monotonic() < deadline, f"the write was not seen held within 30 s: in flight on {busy}"
+            time.sleep(0.2)
+
+    def release(self) -> None:
+        """End the lock's transaction: the held movement goes on."""
+        self._psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                   f"'{self.APPLICATION_NAME}'")
+
+    def wait(self, timeout: float = 120) -> None:
+        """Until the movement has its answer (or no answer)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+        self.wait()
+        if self._lock_process is not None:
+            try:
+                self._lock_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._lock_process.kill()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300

@@ -208,3 +208,30 @@ def test_batch_check_uses_readiness_seen_now():
     assert rollout.rollout_batch_check(batch, backends) is batch
     with pytest.raises(rollout.RolloutError, match=r"batch 2 \(app2\).*app3_8000 not ready now"):
         rollout.rollout_batch_check(batch, backends, not_ready=["app3_8000"])
+
+
+def test_unreadable_instances_are_grouped_by_host_in_backend_order():
+    unreadable = {"app2_8001": "HTTP 404", "app1_8000": "HTTP 403", "app2_8000": "no answer"}
+    assert FILTERS["in_flight_unread_by_host"](unreadable, fleet(2, 2)) == [
+        {"host": "app1", "names": ["app1_8000"], "ports": [8000]},
+        {"host": "app2", "names": ["app2_8000", "app2_8001"], "ports": [8000, 8001]},
+    ]
+    assert rollout.in_flight_unread_by_host({}, fleet(2, 2)) == []
+
+
+def test_only_a_stopped_or_failed_instance_is_excused_from_the_in_flight_count():
+    unreadable = {"app1_8000": "HTTP 404 from http://10.0.0.1:8000/x", "app1_8001": "no answer",
+                  "app2_8000": "no answer", "app2_8001": "HTTP 403"}
+    answers = [
+        {"item": {"host": "app1", "names": ["app1_8000", "app1_8001"], "ports": [8000, 8001]},
+         "stdout_lines": ["active", "failed"]},
+        # systemctl itself failed: no states, so both count as running.
+        {"item": {"host": "app2", "names": ["app2_8000", "app2_8001"], "ports": [8000, 8001]}, "stdout_lines": []},
+    ]
+    assert FILTERS["in_flight_unread_running"](unreadable, answers) == [
+        "app1_8000 (systemd: active): HTTP 404 from http://10.0.0.1:8000/x",
+        "app2_8000 (systemd: unknown): no answer",
+        "app2_8001 (systemd: unknown): HTTP 403",
+    ]
+    stopped = [{"item": {"host": "app1", "names": ["app1_8000"], "ports": [8000]}, "stdout_lines": ["inactive"]}]
+    assert rollout.in_flight_unread_running({"app1_8000": "no answer"}, stopped) == []

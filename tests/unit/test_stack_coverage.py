@@ -27,6 +27,10 @@ PER_KIND = {
     "idempotence": "test_security.py::test_the_balancer_converges_again_verbosely_and_changes_nothing",
     "allowlist": "test_security.py::test_metrics_are_refused_outside_the_allowlist",
     "checker": "test_stack.py::test_the_live_balancer_config_passes_its_checker",
+    "held write waited for": "test_upgrade.py::test_the_deploy_waited_for_the_write_held_in_flight",
+    "control: no in-flight wait": "test_zero_failed.py::test_a_restart_with_no_in_flight_wait_fails_the_held_write",
+    "control: no gate": "test_zero_failed.py::test_a_restart_into_an_unready_config_with_no_gate_fails_requests",
+    "control: all at once": "test_zero_failed.py::test_restarting_every_instance_at_once_fails_requests",
 }
 # Kind-independent: run once.
 ONCE = [
@@ -37,6 +41,8 @@ ONCE = [
     "test_security.py::test_postgresql_keeps_the_app_password_only_as_a_scram_verifier",
     "test_security.py::test_no_secret_in_the_app_journal",
     "test_security.py::test_site_converges_again_and_changes_nothing_but_the_balancer_it_switches",
+    "test_security.py::test_the_secret_scans_find_a_planted_copy_of_every_secret",
+    "test_upgrade.py::test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance",
 ]
 
 

@@ -29,8 +29,10 @@ def service_state() -> dict:
     for app_host in APP_HOSTS:
         for port, (pid, readiness) in instances(app_host).items():
             state[f"{app_host}:{port}"] = (pid, readiness.get("version"))
+    # Only the active balancer's configs exist (sha256sum exits 1 on the others): at least one must be read.
     state["balancer configs"] = container(LB_HOST).check_output(
         f"sha256sum {' '.join(BALANCER_CONFIGS)} 2>/dev/null || true")
+    assert state["balancer configs"].strip(), f"none of {BALANCER_CONFIGS} exists on {LB_HOST}"
     return state
 
 

@@ -396,6 +396,26 @@ def logs_holding_a_secret(name: str) -> tuple[list[str], list[str]]:
             host.check_output(f"grep -rlaF {grep_secrets()} /var/log || true").split())
 
 
+def test_the_secret_scans_find_a_planted_copy_of_every_secret():
+    """The positive control of the scans above, whose shell pipelines end in `|| true` (grep exits 1 when it
+    finds nothing): a copy of each secret, planted where each scan looks, is found by each, so an empty
+    answer above means no secret and not a scan that failed (a quoting slip, a wrong path)."""
+    host = lab_host("db1")
+    planted = {name: (f"/var/tmp/rollgate-canary-{name}", f"/var/log/rollgate-canary-{name}.log") for name in SECRETS}
+    try:
+        for name, paths in planted.items():
+            for path in paths:
+                host.check_output(f"printf '%s\\n' {shlex.quote(SECRETS[name])} > {path} && chmod 0644 {path}")
+        found = world_readable_files_holding_a_secret("db1")
+        _, logs = logs_holding_a_secret("db1")
+        for name, (spare, log) in planted.items():
+            assert spare in found, (name, found)
+            assert log in logs, (name, logs)
+            assert files_holding(host, "/var/tmp", SECRETS[name]) == [spare], name
+    finally:
+        host.run("rm -f " + " ".join(path for paths in planted.values() for path in paths))
+
+
 def test_no_secret_in_any_log_of_the_balancer_host(balancer):
     assert logs_holding_a_secret("lb1") == ([], [])
 

@@ -8,23 +8,31 @@ decisions of the rollout before or after any balancer step: they run once, on th
 
 The good deploy goes to whichever of GOOD_VERSION and NEXT_GOOD_VERSION the fleet does not run, so a
 later balancer's deploys reuse the releases an earlier one installed (the stack keeps 5 releases).
+
+The traffic is what users send (testlib.UserTraffic: writes, database reads and /health from concurrent
+keep-alive clients, each class counted apart), and test_zero_failed.py shows, per balancer, that it
+fails against the restarts a rolling deploy avoids. The good deploy also carries a write held in flight
+on one instance past the app's DRAIN_TIMEOUT: it succeeds only if the deploy waited for it.
 """
 
 import json
+import threading
+import time
 
 import pytest
 
-from testlib import (BackgroundTraffic, WeightSampler, active_kind, container, fleet_version, host_name, instances,
-                     live_weights, run_playbook, stack)
+from testlib import (HeldWrite, UserTraffic, WeightSampler, active_kind, changed_counts, container, fleet_version,
+                     group_vars,
+                     host_name, instances, live_weights, run_playbook)
 
-HTTPS_PORT = stack().https_port
 APP_HOSTS = [host_name("app1"), host_name("app2")]
+DB_HOST = host_name("db1")
 PORTS = [8000, 8001]
 GOOD_VERSION = "1.1.0"
 NEXT_GOOD_VERSION = "1.1.1"
 BROKEN_VERSION = "1.2.0.dev1"
 ROLLBACK_ALL_VERSION = "1.3.0.dev1"
-TRAFFIC = f"https://127.0.0.1:{HTTPS_PORT}/health/liveness"
+DRAIN_TIMEOUT = float(group_vars().get("app_drain_timeout", 30))
 
 testinfra_hosts = [host_name("lb1")]
 
@@ -49,40 +57,66 @@ def main_pids(app_host: str) -> dict[int, str]:
     return {port: pid for port, (pid, _) in instances(app_host).items()}
 
 
+def release_after_the_drain(held: HeldWrite, sampler: WeightSampler, seen: dict, timeout: float = 300) -> None:
+    """Once the held write's instance is drained (weight 0 in the balancer), keep the write held
+    DRAIN_TIMEOUT + 3 s more, then let it go: had the deploy stopped the instance without waiting (about a
+    second after the drain), the app would have ended the write by then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and 0 not in sampler.history(held.instance):
+        time.sleep(0.3)
+    seen["drained"] = 0 in sampler.history(held.instance)
+    time.sleep(DRAIN_TIMEOUT + 3)
+    held.release()
+
+
 @pytest.fixture(scope="module")
 def upgrade(balancer):
     """One good deploy under traffic, with a slow start of 8 s in 4 steps, the balancer's weights sampled
-    all along; the tests read the result."""
+    all along, and a write held in flight on app1:8000 (batch 1), sent to it straight: held from before
+    the deploy until DRAIN_TIMEOUT + 3 s after that instance's drain, longer than the balancer's read
+    timeout would allow; the tests read the result."""
     version = another_good_version(fleet_version())
-    with BackgroundTraffic(TRAFFIC) as traffic, WeightSampler(balancer.kind) as sampler:
+    seen: dict = {}
+    with HeldWrite(APP_HOSTS, DB_HOST, instance=f"{APP_HOSTS[0]}_{PORTS[0]}") as held, \
+            WeightSampler(balancer.kind) as sampler, UserTraffic() as traffic:
+        releaser = threading.Thread(target=release_after_the_drain, args=(held, sampler, seen), daemon=True)
+        releaser.start()
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": version, "rollout_slow_start": 8, "rollout_slow_start_steps": 4})
-    return result, traffic, sampler, version
+        releaser.join(timeout=60)
+    return result, traffic, sampler, version, (held, seen)
 
 
 def test_rolling_deploy_succeeds(upgrade):
-    result, _, _, _ = upgrade
+    result, _, _, _, _ = upgrade
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "batch 1" in result.stdout and "batch 2" in result.stdout
 
 
 def test_every_instance_runs_the_new_version(upgrade):
-    _, _, _, version = upgrade
+    _, _, _, version, _ = upgrade
     found = versions()
     assert set(found.values()) == {("ready", version)}, found
 
 
 def test_no_request_failed_during_the_deploy(upgrade):
-    _, traffic, _, _ = upgrade
-    assert traffic.requests > 50, traffic.statuses
-    assert traffic.failures == [], traffic.failures[:20]
-    assert set(traffic.statuses) == {200}, traffic.statuses
+    _, traffic, _, _, _ = upgrade
+    traffic.assert_none_failed()
+
+
+def test_the_deploy_waited_for_the_write_held_in_flight(upgrade):
+    """The write was held past its instance's drain by DRAIN_TIMEOUT + 3 s, and it succeeded: the
+    in-flight wait kept the instance running until it was done (test_zero_failed.py shows the same write
+    failing through a restart that does not wait)."""
+    _, _, _, _, (held, seen) = upgrade
+    assert seen.get("drained"), f"the held write's instance {held.instance} was never seen drained"
+    assert held.succeeded, f"the write held on {held.instance} failed: HTTP {held.status} {held.error}"
 
 
 def test_a_returning_batch_ramps_its_weight_up_step_by_step(upgrade):
     """app2 has capacity 3 (the stack's host_vars): drained while it moves, back at 25 % (1 of 3), then 50 %
     (2), then all of it."""
-    _, _, sampler, _ = upgrade
+    _, _, sampler, _, _ = upgrade
     for port in PORTS:
         history = sampler.history(f"{APP_HOSTS[1]}_{port}")
         assert history[-1] == 3, history
@@ -102,7 +136,7 @@ def failed_upgrade(upgrade):
     """Deploy BROKEN_VERSION (readiness always 503) under traffic, after the good one."""
     wait_until_ready(APP_HOSTS[1])
     untouched_before = main_pids(APP_HOSTS[1])
-    with BackgroundTraffic(TRAFFIC) as traffic:
+    with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": BROKEN_VERSION, "app_fail_readiness": True, "rollout_gate_timeout": 15})
     return result, traffic, untouched_before, upgrade[3]
@@ -132,8 +166,7 @@ def test_the_batches_not_reached_were_not_touched(failed_upgrade):
 
 def test_no_request_failed_during_the_failed_deploy(failed_upgrade):
     _, traffic, _, _ = failed_upgrade
-    assert traffic.requests > 50, traffic.statuses
-    assert traffic.failures == [], traffic.failures[:20]
+    traffic.assert_none_failed()
 
 
 def test_the_balancer_serves_every_instance_afterwards(failed_upgrade, host):
@@ -162,6 +195,25 @@ def test_a_degraded_fleet_stops_the_deploy_before_anything_changes():
     assert main_pids(APP_HOSTS[0]) == before
 
 
+def test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance():
+    """A wrong rollout_in_flight_path (404 on every instance) must not turn the in-flight wait off: the
+    deploy stops before anything changes, naming each instance and what it answered."""
+    wait_until_ready(APP_HOSTS[1])
+    before = {app_host: main_pids(app_host) for app_host in APP_HOSTS}
+    result = run_playbook("playbooks/rolling_deploy.yml", {
+        "app_version": another_good_version(fleet_version()), "rollout_in_flight_path": "/health/no-such-metrics"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "could not read that count on: " in output, output[-4000:]
+    for app_host in APP_HOSTS:
+        for port in PORTS:
+            assert f"{app_host}_{port}: HTTP 404 from http://" in output, output[-4000:]
+    assert "rollout_in_flight_path (/health/no-such-metrics) must be the app's metrics" in output
+    assert "No host was changed" in output
+    assert set(changed_counts(result.stdout).values()) == {0}, changed_counts(result.stdout)
+    assert {app_host: main_pids(app_host) for app_host in APP_HOSTS} == before
+
+
 @pytest.fixture(scope="module")
 def rollback_all_upgrade(tmp_path_factory):
     """Deploy ROLLBACK_ALL_VERSION with rollout_on_failure rollback_all, where only app2's readiness fails
@@ -170,7 +222,7 @@ def rollback_all_upgrade(tmp_path_factory):
     previous = fleet_version()
     extra_inventory = tmp_path_factory.mktemp("inventory") / "fail_app2.yml"
     extra_inventory.write_text(json.dumps({"app": {"hosts": {APP_HOSTS[1]: {"app_fail_readiness": True}}}}))
-    with BackgroundTraffic(TRAFFIC) as traffic:
+    with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 15},
             extra_inventory=str(extra_inventory))
@@ -195,5 +247,4 @@ def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_al
 
 def test_no_request_failed_during_the_rollback_all(rollback_all_upgrade):
     _, traffic, _ = rollback_all_upgrade
-    assert traffic.requests > 50, traffic.statuses
-    assert traffic.failures == [], traffic.failures[:20]
+    traffic.assert_none_failed()
