@@ -11,7 +11,9 @@ test_upgrade), and each file's own order.
 """
 
 from dataclasses import dataclass
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -31,6 +33,25 @@ class Balancer:
 # playbooks/balancer.yml -e lb_kind=...`, 70 s cheaper alone), the later ones a whole site.yml (`make up
 # LB_KIND=...`), whose runs test_security.py also reads for site.yml changing nothing on the other hosts.
 FIRST_SWITCH, LATER_SWITCHES = "playbooks/balancer.yml", "site.yml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def releases_built():
+    """scripts/run-molecule.sh (make test, make molecule) builds the releases the deploys install beside
+    the first scenarios, and says so in the file RELEASES_BUILT names: wait for it (up to 15 min; it is
+    there long before the stack's converge ends). Elsewhere (make lab-test) nothing to wait for."""
+    marker = os.environ.get("RELEASES_BUILT")
+    if not marker:
+        return
+    deadline = time.monotonic() + 900
+    while not os.path.exists(marker):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{marker} did not appear within 15 min: the upgrade releases were not built")
+        time.sleep(2)
+    with open(marker, encoding="utf-8") as stream:
+        result = stream.read().strip()
+    if result != "ok":
+        pytest.fail(f"the upgrade releases were not built: {result}")
 
 
 @pytest.fixture(scope="session", params=stack().kinds)

@@ -71,7 +71,7 @@ def release_after_the_drain(held: HeldWrite, sampler: WeightSampler, seen: dict,
 
 @pytest.fixture(scope="module")
 def upgrade(balancer):
-    """One good deploy under traffic, with a slow start of 8 s in 4 steps, the balancer's weights sampled
+    """One good deploy under traffic, with a slow start of 4 s in 4 steps, the balancer's weights sampled
     all along, and a write held in flight on app1:8000 (batch 1), sent to it straight: held from before
     the deploy until DRAIN_TIMEOUT + 3 s after that instance's drain, longer than the balancer's read
     timeout would allow; the tests read the result."""
@@ -82,7 +82,7 @@ def upgrade(balancer):
         releaser = threading.Thread(target=release_after_the_drain, args=(held, sampler, seen), daemon=True)
         releaser.start()
         result = run_playbook("playbooks/rolling_deploy.yml", {
-            "app_version": version, "rollout_slow_start": 8, "rollout_slow_start_steps": 4})
+            "app_version": version, "rollout_slow_start": 4, "rollout_slow_start_steps": 4})
         releaser.join(timeout=60)
     return result, traffic, sampler, version, (held, seen)
 
@@ -138,7 +138,7 @@ def failed_upgrade(upgrade):
     untouched_before = main_pids(APP_HOSTS[1])
     with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
-            "app_version": BROKEN_VERSION, "app_fail_readiness": True, "rollout_gate_timeout": 15})
+            "app_version": BROKEN_VERSION, "app_fail_readiness": True, "rollout_gate_timeout": 10})
     return result, traffic, untouched_before, upgrade[3]
 
 
@@ -224,7 +224,7 @@ def rollback_all_upgrade(tmp_path_factory):
     extra_inventory.write_text(json.dumps({"app": {"hosts": {APP_HOSTS[1]: {"app_fail_readiness": True}}}}))
     with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
-            "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 15},
+            "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 10},
             extra_inventory=str(extra_inventory))
     return result, traffic, previous
 

@@ -84,7 +84,7 @@ def plain_restart(balancer):
         time.sleep(1)
         restart_everywhere_at_once()
         held.wait(DRAIN_TIMEOUT + 30)
-        time.sleep(2)
+        time.sleep(1)
     wait_until_served()
     record("every instance restarted at once, a write held in flight", balancer.kind, traffic,
            held={"instance": held.instance, "status": held.status, "error": held.error})
@@ -115,10 +115,10 @@ def unready_restart(balancer):
     remove = f"rm -f {FAIL_READINESS_DROP_IN} {FAIL_READINESS_ENV} && systemctl daemon-reload && systemctl restart {UNITS}"
     try:
         with UserTraffic() as traffic:
-            time.sleep(2)
+            time.sleep(1)
             for app_host in APP_HOSTS:
                 container(app_host).check_output(add)
-            time.sleep(6)
+            time.sleep(4)
     finally:
         for app_host in APP_HOSTS:
             container(app_host).run(remove)
