@@ -494,6 +494,17 @@ class UserTraffic:
         assert self.rejected() == {}, (figures, self.rejected())
 
 
+TRAFFIC_FIGURES = os.path.join(PROJECT_DIR, ".cache", "zero-failed-controls.jsonl")
+
+
+def record_traffic(what: str, kind: str, traffic: UserTraffic, **extra) -> None:
+    """One line of figures (requests per class, failed, reconnected) in TRAFFIC_FIGURES, for the notes."""
+    os.makedirs(os.path.dirname(TRAFFIC_FIGURES), exist_ok=True)
+    with open(TRAFFIC_FIGURES, "a", encoding="utf-8") as out:
+        out.write(json.dumps({"control": what, "kind": kind, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              **traffic.figures(), **extra}) + "\n")
+
+
 def in_flight_counts(app_hosts: list[str], ports: tuple[int, ...] = (8000, 8001)) -> dict[str, int]:
     """Each instance's requests in flight (its metrics' active_connections, less the metrics request),
     read on its own host, one exec per host; -1 when it gives none."""

@@ -22,8 +22,7 @@ import time
 import pytest
 
 from testlib import (HeldWrite, UserTraffic, WeightSampler, active_kind, changed_counts, container, fleet_version,
-                     group_vars,
-                     host_name, instances, live_weights, run_playbook)
+                     group_vars, host_name, instances, live_weights, record_traffic, run_playbook)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -84,6 +83,8 @@ def upgrade(balancer):
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": version, "rollout_slow_start": 4, "rollout_slow_start_steps": 4})
         releaser.join(timeout=60)
+    record_traffic("rolling deploy, good, slow start", balancer.kind, traffic,
+                   held={"instance": held.instance, "status": held.status, "error": held.error})
     return result, traffic, sampler, version, (held, seen)
 
 
@@ -139,6 +140,7 @@ def failed_upgrade(upgrade):
     with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": BROKEN_VERSION, "app_fail_readiness": True, "rollout_gate_timeout": 10})
+    record_traffic("rolling deploy, failing, rolled back", active_kind(), traffic)
     return result, traffic, untouched_before, upgrade[3]
 
 
@@ -226,6 +228,7 @@ def rollback_all_upgrade(tmp_path_factory):
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 10},
             extra_inventory=str(extra_inventory))
+    record_traffic("rolling deploy, rollback_all", active_kind(), traffic)
     return result, traffic, previous
 
 

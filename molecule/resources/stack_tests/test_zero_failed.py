@@ -14,37 +14,28 @@ fail. If one ever passes with no failure, the traffic has gone blind, and the su
   stops at the first batch and rolls it back).
 
 The two restarts share one fixture's traffic where they could, to keep the stack's time: about 30 s per
-balancer. Each control's figures (requests per class, failed) go to .cache/zero-failed-controls.jsonl,
-for the notes. Afterwards the fleet is as before: every instance ready and served by the balancer.
+balancer. Each control's figures (requests per class, failed) go to .cache/zero-failed-controls.jsonl
+(testlib.record_traffic), as the deploys' do, for the notes. Afterwards the fleet is as before: every instance ready and served by the balancer.
 """
 
-import json
 import os
 import threading
 import time
 
 import pytest
 
-from testlib import (PROJECT_DIR, HeldWrite, UserTraffic, container, group_vars, host_name, instances)
+from testlib import HeldWrite, UserTraffic, container, group_vars, host_name, instances, record_traffic
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
 PORTS = (8000, 8001)
 UNITS = " ".join(f"inventory@{port}.service" for port in PORTS)
 DRAIN_TIMEOUT = float(group_vars().get("app_drain_timeout", 30))
-FIGURES = os.path.join(PROJECT_DIR, ".cache", "zero-failed-controls.jsonl")
 # A runtime drop-in: one more environment file, read after the unit's own two, so its value wins.
 FAIL_READINESS_DROP_IN = "/run/systemd/system/inventory@.service.d/zz-fail-readiness.conf"
 FAIL_READINESS_ENV = "/run/rollgate-fail-readiness.env"
 
 testinfra_hosts = [host_name("lb1")]
-
-
-def record(control: str, kind: str, traffic: UserTraffic, **extra) -> None:
-    os.makedirs(os.path.dirname(FIGURES), exist_ok=True)
-    with open(FIGURES, "a", encoding="utf-8") as out:
-        out.write(json.dumps({"control": control, "kind": kind, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                              **traffic.figures(), **extra}) + "\n")
 
 
 def wait_until_served(timeout: float = 90) -> None:
@@ -86,7 +77,7 @@ def plain_restart(balancer):
         held.wait(DRAIN_TIMEOUT + 30)
         time.sleep(1)
     wait_until_served()
-    record("every instance restarted at once, a write held in flight", balancer.kind, traffic,
+    record_traffic("every instance restarted at once, a write held in flight", balancer.kind, traffic,
            held={"instance": held.instance, "status": held.status, "error": held.error})
     return held, traffic
 
@@ -123,7 +114,7 @@ def unready_restart(balancer):
         for app_host in APP_HOSTS:
             container(app_host).run(remove)
     wait_until_served()
-    record("restart into a config that fails readiness, no gate", balancer.kind, traffic)
+    record_traffic("restart into a config that fails readiness, no gate", balancer.kind, traffic)
     return traffic
 
 
