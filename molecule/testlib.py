@@ -345,44 +345,18 @@ def instances(app_host: str, ports: tuple[int, ...] = (8000, 8001)) -> dict[int,
     return states
 
 
-class BackgroundTraffic:
-    """GET requests through the balancer from a thread, at most `rate` a second and `limit` in all, until
-    stopped; counts answers by status and failures (no answer, 5xx) with what they were."""
+def served_instances(lb_host: str, requests: int = 40) -> set[str]:
+    """The instances (X-Instance, "app1:8000") that answer `requests` GETs through the balancer, sent from
+    its own host in one exec."""
+    headers = container(lb_host).check_output(
+        f"for i in $(seq {requests}); do curl -sk -o /dev/null -D - https://127.0.0.1:443/health/liveness; done"
+        " | grep -i '^x-instance:' || true")
+    return {line.split(":", 1)[-1].strip() for line in headers.splitlines()}
 
-    def __init__(self, url: str, rate: float = 20, limit: int = 20000) -> None:
-        self.url, self.rate, self.limit = url, rate, limit
-        self.statuses: dict[int, int] = {}
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure_tls()))
 
-    def _run(self) -> None:
-        sent = 0
-        while not self._stop.is_set() and sent < self.limit:
-            started = time.monotonic()
-            sent += 1
-            try:
-                status, _, _ = fetch(self._opener, self.url, timeout=10)
-            except OSError as error:
-                self.failures.append(f"{time.strftime('%X')} no answer: {error}")
-            else:
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-                if status >= 500:
-                    self.failures.append(f"{time.strftime('%X')} HTTP {status}")
-            self._stop.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
-
-    def __enter__(self) -> "BackgroundTraffic":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    @property
-    def requests(self) -> int:
-        return sum(self.statuses.values()) + len([f for f in self.failures if "no answer" in f])
+def app_drain_timeout() -> float:
+    """The seconds a stopped instance gives its requests in flight (app_drain_timeout, 30 by default)."""
+    return float(group_vars().get("app_drain_timeout", 30))
 
 
 # --- Traffic that counts what users see ----------------------------------------------------------------
@@ -541,10 +515,13 @@ class HeldWrite:
         self._lock_process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def _database(self) -> str:
+        return group_vars().get("postgresql_app_database", "inventory")
+
     def _psql(self, sql: str) -> str:
-        database = group_vars().get("postgresql_app_database", "inventory")
         return container(self.db_host).check_output(
-            "runuser -u postgres -- psql -XtA -d %s -c %s", database, sql).strip()
+            "runuser -u postgres -- psql -XtA -d %s -c %s", self._database, sql).strip()
 
     def _target(self):
         if self.instance is None:
@@ -578,10 +555,9 @@ class HeldWrite:
     def _hold(self) -> "HeldWrite":
         session = admin_session()
         item_id = loadgen().ensure_items(balancer_target(), session, "HELD-", 1, 10.0)[0]
-        database = group_vars().get("postgresql_app_database", "inventory")
         self._lock_process = subprocess.Popen(
             ["podman", "exec", "-e", f"PGAPPNAME={self.APPLICATION_NAME}", self.db_host, "runuser", "-u", "postgres",
-             "--", "psql", "-XtA", "-d", database, "-c",
+             "--", "psql", "-XtA", "-d", self._database, "-c",
              f"SELECT id FROM items WHERE id = {int(item_id)} FOR UPDATE; SELECT pg_sleep(600)"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = "

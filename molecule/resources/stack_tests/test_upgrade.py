@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from testlib import (HeldWrite, UserTraffic, WeightSampler, active_kind, changed_counts, container, fleet_version,
-                     group_vars, host_name, instances, live_weights, record_traffic, run_playbook)
+from testlib import (HeldWrite, UserTraffic, WeightSampler, active_kind, app_drain_timeout, changed_counts, container,
+                     fleet_version, host_name, instances, live_weights, record_traffic, run_playbook, served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -31,7 +31,7 @@ GOOD_VERSION = "1.1.0"
 NEXT_GOOD_VERSION = "1.1.1"
 BROKEN_VERSION = "1.2.0.dev1"
 ROLLBACK_ALL_VERSION = "1.3.0.dev1"
-DRAIN_TIMEOUT = float(group_vars().get("app_drain_timeout", 30))
+DRAIN_TIMEOUT = app_drain_timeout()
 
 testinfra_hosts = [host_name("lb1")]
 
@@ -171,12 +171,9 @@ def test_no_request_failed_during_the_failed_deploy(failed_upgrade):
     traffic.assert_none_failed()
 
 
-def test_the_balancer_serves_every_instance_afterwards(failed_upgrade, host):
+def test_the_balancer_serves_every_instance_afterwards(failed_upgrade):
     """40 requests from the balancer's host, in one exec."""
-    headers = host.check_output(
-        "for i in $(seq 40); do curl -sk -o /dev/null -D - https://127.0.0.1:443/health/liveness; done"
-        " | grep -i '^x-instance:' || true")
-    seen = {line.split(":", 1)[-1].strip() for line in headers.splitlines()}
+    seen = served_instances(host_name("lb1"))
     assert {f"{app}:{port}" for app in APP_HOSTS for port in PORTS} <= seen
 
 

@@ -24,13 +24,14 @@ import time
 
 import pytest
 
-from testlib import HeldWrite, UserTraffic, container, group_vars, host_name, instances, record_traffic
+from testlib import (HeldWrite, UserTraffic, app_drain_timeout, container, host_name, instances, record_traffic,
+                     served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
 PORTS = (8000, 8001)
 UNITS = " ".join(f"inventory@{port}.service" for port in PORTS)
-DRAIN_TIMEOUT = float(group_vars().get("app_drain_timeout", 30))
+DRAIN_TIMEOUT = app_drain_timeout()
 # A runtime drop-in: one more environment file, read after the unit's own two, so its value wins.
 FAIL_READINESS_DROP_IN = "/run/systemd/system/inventory@.service.d/zz-fail-readiness.conf"
 FAIL_READINESS_ENV = "/run/rollgate-fail-readiness.env"
@@ -42,16 +43,12 @@ def wait_until_served(timeout: float = 90) -> None:
     """Until every instance answers readiness on its host and through the balancer (its X-Instance
     among 40 answers from the balancer's host), as the next test expects the fleet."""
     deadline = time.monotonic() + timeout
-    lb = container(host_name("lb1"))
     expected = {f"{app}:{port}" for app in APP_HOSTS for port in PORTS}
     seen: set[str] = set()
     while time.monotonic() < deadline:
         ready = all(body.get("status") == "ready" for app in APP_HOSTS for _, body in instances(app).values())
         if ready:
-            headers = lb.check_output(
-                "for i in $(seq 40); do curl -sk -o /dev/null -D - https://127.0.0.1:443/health/liveness; done"
-                " | grep -i '^x-instance:' || true")
-            seen = {line.split(":", 1)[-1].strip() for line in headers.splitlines()}
+            seen = served_instances(host_name("lb1"))
             if expected <= seen:
                 return
         time.sleep(2)
