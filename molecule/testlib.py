@@ -245,13 +245,46 @@ def fetch(opener, url: str, data: dict | None = None, headers: dict | None = Non
 
 # (name, weight, drained) of each server, read from the live balancer (molecule/resources/balancer_probe.py
 # reads it on the lb host): HAProxy's runtime state, Apache's balancer-manager (which the rolling deploy
-# drains at runtime), the config file nginx was last reloaded with.
+# drains at runtime), and for nginx, which exposes no upstream state, the X-Instance answers it serves.
 BALANCER_PROBE = os.path.join(PROJECT_DIR, "molecule", "resources", "balancer_probe.py")
 NGINX_SERVER_LINE = re.compile(
     r"^\s*server\s+\S+\s+weight=(?P<weight>\d+)[^#\n]*?(?P<drained>\bdown\b)?;\s*#\s*(?P<name>\S+)", re.M)
 APACHE_MEMBER_ROW = re.compile(
     r"</a></td><td>(?P<name>[^<]+)</td><td>[^<]*</td><td>(?P<factor>[\d.]+)</td><td>[^<]*</td><td>(?P<status>[^<]*)</td>")
 HAPROXY_DRAIN_OR_MAINT = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40
+# Fewer answers than this in an nginx window are too few to weigh (at weights 1, 1, 3 and 3, the lightest
+# get an eighth of them each).
+NGINX_MIN_ANSWERS = 40
+# The seconds of each nginx sample in a WeightSampler: at balancer_probe.NGINX_RATE (60 a second), 90
+# answers. A step of a ramp must last longer than two windows for one of them to fall wholly inside it.
+NGINX_SAMPLE_SECONDS = 1.5
+# A served weight further than this from a whole number is no reading: on the lab at rest, 11 or 12 and
+# 33 or 34 of 90 answers at weights 1 and 3 (total 8) are 0.98-1.07 and 2.93-3.02.
+NGINX_WEIGHT_TOLERANCE = 0.25
+
+
+def served_weights(raw: str) -> dict[str, int]:
+    """nginx's weights as it serves them: each server's share of the window's answers, times the total
+    weight of the config it was reloaded with (shares alone cannot give the scale; a drained server counts
+    0). When nginx serves what its config says, that is the config's weights; when it does not (not
+    reloaded, a server it still serves though marked down), the figures show it. ValueError for a window
+    that cannot be weighed: too few answers, nginx not steady (balancer_probe.nginx_served), or a weight
+    that is no whole number within NGINX_WEIGHT_TOLERANCE."""
+    window = json.loads(raw)
+    if not window["steady"]:
+        raise ValueError("nginx was not steady during the window: it reloaded, or had its config written but not loaded")
+    answers = window["answers"]
+    total = sum(answers.values())
+    if total < NGINX_MIN_ANSWERS:
+        raise ValueError(f"{total} answers of {window['sent']} requests, fewer than {NGINX_MIN_ANSWERS}")
+    configured = {m["name"]: 0 if m["drained"] else int(m["weight"]) for m in NGINX_SERVER_LINE.finditer(window["servers"])}
+    scale = sum(configured.values()) / total
+    weights = {name: answers.get(name, 0) * scale for name in {**configured, **answers}}
+    between = {name: round(weight, 2) for name, weight in weights.items() if abs(weight - round(weight)) > NGINX_WEIGHT_TOLERANCE}
+    if between:
+        raise ValueError(f"served weights between two whole numbers: {between}; all of them: "
+                         f"{ {name: round(weight, 2) for name, weight in sorted(weights.items())} }")
+    return {name: round(weight) for name, weight in weights.items()}
 
 
 def parse_weights(kind: str, raw: str) -> dict[str, int]:
@@ -266,7 +299,7 @@ def parse_weights(kind: str, raw: str) -> dict[str, int]:
     if kind == "apache":
         return {m["name"]: 0 if {"Drn", "Dis"} & set(m["status"].split()) else round(float(m["factor"]))
                 for m in APACHE_MEMBER_ROW.finditer(raw)}
-    return {m["name"]: 0 if m["drained"] else int(m["weight"]) for m in NGINX_SERVER_LINE.finditer(raw)}
+    return served_weights(raw)
 
 
 def _probe_command(kind: str, interval: float, limit: float, keep_stdin: bool) -> list[str]:
@@ -276,21 +309,31 @@ def _probe_command(kind: str, interval: float, limit: float, keep_stdin: bool) -
             kind, str(interval), str(limit)]
 
 
-def live_weights(kind: str) -> dict[str, int]:
-    """The balancer's weights now (one exec)."""
-    output = subprocess.run(_probe_command(kind, 0, 0, keep_stdin=False), capture_output=True, text=True,
-                            timeout=30, check=True, stdin=subprocess.DEVNULL).stdout
-    line = json.loads(output.splitlines()[0])
-    if "raw" not in line:
-        raise RuntimeError(f"the {kind} balancer's state could not be read: {line}")
-    return parse_weights(kind, line["raw"])
+def live_weights(kind: str, attempts: int = 3) -> dict[str, int]:
+    """The balancer's weights now (one exec; for nginx, up to `attempts` windows of answers, the first
+    that can be weighed)."""
+    problem = None
+    for _ in range(attempts):
+        output = subprocess.run(_probe_command(kind, 0, 0, keep_stdin=False), capture_output=True, text=True,
+                                timeout=60, check=True, stdin=subprocess.DEVNULL).stdout
+        line = json.loads(output.splitlines()[0])
+        if "raw" not in line:
+            problem = line
+            continue
+        try:
+            return parse_weights(kind, line["raw"])
+        except ValueError as error:
+            problem = error
+    raise RuntimeError(f"the {kind} balancer's state could not be read: {problem}")
 
 
 class WeightSampler:
-    """The balancer's weights every `interval` seconds, from one probe process on the lb host that runs
-    until stopped (at most `limit` seconds): [(monotonic time, weights)]."""
+    """The balancer's weights every `interval` seconds (nginx: each NGINX_SAMPLE_SECONDS window of answers),
+    from one probe process on the lb host that runs until stopped (at most `limit` seconds):
+    [(monotonic time, weights)]. A sample that cannot be read or weighed is left out."""
 
     def __init__(self, kind: str, interval: float = 0.3, limit: float = 1200) -> None:
+        interval = NGINX_SAMPLE_SECONDS if kind == "nginx" else interval
         self.kind, self.interval, self.limit = kind, interval, limit
         self.samples: list[tuple[float, dict[str, int]]] = []
         self._process: subprocess.Popen | None = None
@@ -303,7 +346,7 @@ class WeightSampler:
                 line = json.loads(text)
                 self.samples.append((time.monotonic(), parse_weights(self.kind, line["raw"])))
             except (KeyError, ValueError):
-                continue  # the balancer could not give it (a reload between processes): the next one counts
+                continue  # the balancer could not give it (a reload between processes, an nginx window across a reload)
 
     def __enter__(self) -> "WeightSampler":
         self._process = subprocess.Popen(_probe_command(self.kind, self.interval, self.limit, keep_stdin=True),

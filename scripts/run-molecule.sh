@@ -84,6 +84,13 @@ else
         echo "---- last lines of $log"
         tail -n 60 "$log"
     done < .cache/molecule-failed
+    # Last, where a CI summary that keeps only the end of the output still shows them: the tests that failed.
+    while read -r scenario; do
+        log=".cache/molecule-$scenario.log"
+        [ "$scenario" = make-check ] && log=.cache/make-check.log
+        sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -aoE '(FAILED|ERROR) [^ ]+::[^ ]+( - .{0,160})?' | sort -u | head -n 15 \
+            | sed "s|^|$scenario: |" || true
+    done < .cache/molecule-failed
     echo "molecule: failed: $(tr '\n' ' ' < .cache/molecule-failed)(logs: .cache/molecule-<scenario>.log)" >&2
     exit 1
 fi
