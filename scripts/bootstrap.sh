@@ -56,9 +56,11 @@ ensure_venv() {
     fi
     command -v python3 >/dev/null || apt_install python3 python3-venv
     python3 -m venv "${VENV_DIR}" 2>/dev/null || { apt_install python3-venv; python3 -m venv "${VENV_DIR}"; }
-    say "installing the pinned toolchain into .venv (about a minute)"
+    say "installing the pinned toolchain into .venv (about 15 s)"
     "${VENV_DIR}/bin/pip" install -q --disable-pip-version-check --upgrade pip
-    "${VENV_DIR}/bin/pip" install -q --disable-pip-version-check -r "${ROOT_DIR}/requirements.txt"
+    # --no-compile: no .pyc for the thousands of modules of ansible's collections that nothing imports;
+    # Python compiles what is imported on first use. 14 s instead of 41 s on this machine.
+    "${VENV_DIR}/bin/pip" install -q --no-compile --disable-pip-version-check -r "${ROOT_DIR}/requirements.txt"
     echo "${want}" >"${stamp}"
 }
 
