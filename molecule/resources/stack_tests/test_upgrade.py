@@ -82,17 +82,22 @@ def upgrade(balancer):
     timeout would allow; the tests read the result."""
     version = another_good_version(fleet_version())
     seen: dict = {}
+    marks = [time.monotonic()]
     with HeldWrite(APP_HOSTS, DB_HOST, instance=f"{APP_HOSTS[0]}_{PORTS[0]}") as held, \
             WeightSampler(balancer.kind) as sampler, UserTraffic() as traffic:
+        marks.append(time.monotonic())
         releaser = threading.Thread(target=release_after_the_drain, args=(held, sampler, seen), daemon=True)
         releaser.start()
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": version, "rollout_slow_start": SLOW_START, "rollout_slow_start_steps": 4})
+        marks.append(time.monotonic())
         releaser.join(timeout=60)
+    marks.append(time.monotonic())
     record_traffic("rolling deploy, good, slow start", balancer.kind, traffic,
                    held={"instance": held.instance, "status": held.status, "error": held.error},
                    weights={f"{app}_{port}": sampler.history(f"{app}_{port}") for app in APP_HOSTS for port in PORTS},
-                   weight_samples=len(sampler.samples))
+                   weight_samples=len(sampler.samples),
+                   seconds=dict(zip(("start", "deploy", "end"), (round(b - a, 1) for a, b in zip(marks, marks[1:])))))
     return result, traffic, sampler, version, (held, seen)
 
 
