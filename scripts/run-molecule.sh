@@ -78,17 +78,14 @@ python3 scripts/molecule_phases.py --table "${logs[@]}" || true
 if [ "$status" = 0 ]; then
     echo "molecule: all ${#scenarios[@]} scenarios passed (phase times: .cache/molecule-phases.json)"
 else
+    log_of() { if [ "$1" = make-check ]; then echo .cache/make-check.log; else echo ".cache/molecule-$1.log"; fi; }
     while read -r scenario; do
-        log=".cache/molecule-$scenario.log"
-        [ "$scenario" = make-check ] && log=.cache/make-check.log
-        echo "---- last lines of $log"
-        tail -n 60 "$log"
+        echo "---- last lines of $(log_of "$scenario")"
+        tail -n 60 "$(log_of "$scenario")"
     done < .cache/molecule-failed
     # Last, where a CI summary that keeps only the end of the output still shows them: the tests that failed.
     while read -r scenario; do
-        log=".cache/molecule-$scenario.log"
-        [ "$scenario" = make-check ] && log=.cache/make-check.log
-        sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -aoE '(FAILED|ERROR) [^ ]+::[^ ]+( - .{0,160})?' | sort -u | head -n 15 \
+        sed 's/\x1b\[[0-9;]*m//g' "$(log_of "$scenario")" | grep -aoE '(FAILED|ERROR) [^ ]+::[^ ]+( - .{0,160})?' | sort -u | head -n 15 \
             | sed "s|^|$scenario: |" || true
     done < .cache/molecule-failed
     echo "molecule: failed: $(tr '\n' ' ' < .cache/molecule-failed)(logs: .cache/molecule-<scenario>.log)" >&2
