@@ -5,6 +5,7 @@
   anything changes, a plan that would take out more than ``rollout_max_unavailable`` instances or
   leave fewer than ``rollout_min_healthy`` ready ones.
 - ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
+- ``slow_start_ramp``: the slow start's steps that change a returning batch's weights, with their pauses.
 - ``rollout_report``: the summary table printed at the end of a rollout.
 - ``in_flight_unread_by_host`` and ``in_flight_unread_running``: after the in-flight wait, which
   instances whose count could not be read are still running by systemd (the wait fails on those).
@@ -182,9 +183,40 @@ def scaled_backends(backends: Any, percent: Any, names: Iterable[str]) -> list[d
     for backend in checked:
         copy = dict(backend)
         if backend["name"] in selected and backend.get("weight", 0) > 0:
-            copy["weight"] = max(1, math.ceil(backend["weight"] * percent / 100))
+            copy["weight"] = _scaled_weight(backend["weight"], percent)
         scaled.append(copy)
     return scaled
+
+
+def _scaled_weight(weight: int, percent: float) -> int:
+    """``percent`` of ``weight``, rounded up and at least 1; 0 stays 0."""
+    return max(1, math.ceil(weight * percent / 100)) if weight > 0 else 0
+
+
+def slow_start_ramp(backends: Any, percents: Any, seconds: Any) -> list[dict[str, Any]]:
+    """The steps of a returning batch's slow start (``backends``, with weights) that change what the
+    balancer serves: each ``{"percent", "seconds"}``, the seconds being the pause before it.
+
+    ``percents`` are ``slow_start_steps``, one pause of ``seconds / len(percents)`` (rounded up) apart. A
+    step at which every backend of the batch weighs what it weighed at the step before changes nothing:
+    it is left out, and its pause is added to the next step that changes a weight. The steps after the
+    last change are dropped with their pauses, since the batch already weighs all of its weight: a
+    backend of weight 1 has no ramp at all, one of weight 3 has three steps, not four."""
+    checked = _checked_backends(backends)
+    if not isinstance(percents, list) or not percents:
+        raise RolloutError(f"the slow start needs its steps (slow_start_steps), got {percents!r}")
+    pause = math.ceil(_number("rollout_slow_start", seconds, whole=False, minimum=0, example="30") / len(percents))
+    ramp = []
+    previous = None
+    waited = 0
+    for percent in percents:
+        weights = [_scaled_weight(backend.get("weight", 0), percent) for backend in checked]
+        if previous is None or weights != previous:
+            ramp.append({"percent": percent, "seconds": waited})
+            waited = 0
+        previous = weights
+        waited += pause
+    return ramp
 
 
 def _number(name: str, value: Any, whole: bool, minimum: float, example: str) -> Any:
@@ -359,6 +391,7 @@ class FilterModule:
                 ("rollout_batch_check", rollout_batch_check),
                 ("scaled_backends", scaled_backends),
                 ("slow_start_steps", slow_start_steps),
+                ("slow_start_ramp", slow_start_ramp),
                 ("rollout_report", rollout_report),
                 ("in_flight_unread_by_host", in_flight_unread_by_host),
                 ("in_flight_unread_running", in_flight_unread_running),

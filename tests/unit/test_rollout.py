@@ -134,6 +134,40 @@ def test_slow_start_steps():
         rollout.slow_start_steps(10, 0)
 
 
+def batch(*weights):
+    return [dict(backend, weight=weight) for backend, weight in zip(fleet(1, len(weights)), weights)]
+
+
+def test_slow_start_ramp_keeps_only_the_steps_that_change_a_weight():
+    steps = rollout.slow_start_steps(8, 4)  # [25, 50, 75, 100], 2 s apart
+    # Weight 3: 1, 2, 3, 3. The last step changes nothing, so it goes with its pause.
+    assert rollout.slow_start_ramp(batch(3, 3), steps, 8) == [
+        {"percent": 25, "seconds": 0}, {"percent": 50, "seconds": 2}, {"percent": 75, "seconds": 2}]
+    # Weight 1 weighs 1 at every step: back at full weight at once, no pause.
+    assert rollout.slow_start_ramp(batch(1, 1), steps, 8) == [{"percent": 25, "seconds": 0}]
+    # Weight 0 (capacity 0) never changes either.
+    assert rollout.slow_start_ramp(batch(0), steps, 8) == [{"percent": 25, "seconds": 0}]
+    # Steps that change nothing in the middle give their pauses to the next one that does: in 6 steps
+    # (17, 34, 50, 67, 84, 100 %, 2 s apart), weight 2 is 1 up to 50 % and 2 from 67 %.
+    assert rollout.slow_start_ramp(batch(2), rollout.slow_start_steps(12, 6), 12) == [
+        {"percent": 17, "seconds": 0}, {"percent": 67, "seconds": 6}]
+    # One backend that changes is enough to keep a step: 1 and 4 together ramp 1, 2, 3, 4.
+    assert [step["percent"] for step in rollout.slow_start_ramp(batch(1, 4), steps, 8)] == [25, 50, 75, 100]
+    # Every step kept: the pauses are slow_start_steps' (seconds / steps, rounded up).
+    assert [step["seconds"] for step in rollout.slow_start_ramp(batch(100), steps, 10)] == [0, 3, 3, 3]
+    # No slow start: one step, at full weight.
+    assert rollout.slow_start_ramp(batch(3), rollout.slow_start_steps(0, 4), 0) == [{"percent": 100, "seconds": 0}]
+
+
+def test_slow_start_ramp_refuses_what_it_cannot_use():
+    with pytest.raises(rollout.RolloutError, match="slow_start_steps"):
+        rollout.slow_start_ramp(batch(3), [], 8)
+    with pytest.raises(rollout.RolloutError, match="rollout_slow_start must be a number"):
+        rollout.slow_start_ramp(batch(3), [50, 100], "soon")
+    with pytest.raises(AnsibleFilterError, match="slow_start_steps"):
+        FILTERS["slow_start_ramp"](batch(3), "25,100", 8)
+
+
 def test_report_lists_every_instance_and_batch():
     before = {"app1_8000": {"version": "1.0.0", "ready": True}, "app2_8000": {"version": "1.0.0", "ready": True}}
     after = {"app1_8000": {"version": "1.1.0", "ready": True},
