@@ -12,7 +12,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer"
-	@echo "make test      everything CI checks: make check beside the molecule scenarios, two at a time"
+	@echo "make test      everything CI checks: make check beside the molecule scenarios, three at a time, the stack first"
 	@echo "make check     before every commit (about 5.5 min): the bootstrap on a fresh container, lint, unit and playbook tests, app tests"
 	@echo "make lab-test KIND=haproxy [TESTS=test_upgrade.py::test_rolling_deploy_succeeds]"
 	@echo "               the stack tests against the running lab (make up first), its balancer switched to KIND"

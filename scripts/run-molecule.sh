@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Run molecule scenarios, MOLECULE_JOBS at a time (default 2), each logging to .cache/molecule-<name>.log.
+# Run molecule scenarios, MOLECULE_JOBS at a time (default 3), each logging to .cache/molecule-<name>.log.
 # Usage: scripts/run-molecule.sh SCENARIO...   Exits non-zero when any scenario failed, after all ran.
 # With WITH_CHECK=1 (make test), `make check` is one more job, right after the stack: it runs beside the
 # stack scenario, the critical path, instead of before it (log: .cache/make-check.log).
 # The app releases the scenarios deploy are built once first, so parallel scenarios never build the
 # same wheelhouse at the same time.
+# The stack runs at normal priority, everything else at `nice` OTHERS_NICE (default 10): the stack is the
+# longest and mostly waits (pauses, drains, traffic at a fixed rate), the others keep the CPU busy. Alone
+# the stack leaves most of a core idle; beside two jobs of equal priority it would wait for the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-jobs="${MOLECULE_JOBS:-2}"
+jobs="${MOLECULE_JOBS:-3}"
+export OTHERS_NICE="${OTHERS_NICE:-10}"
 # Molecule's console wraps at the terminal's width, 80 columns in a log: wide lines keep test ids whole.
 export COLUMNS="${COLUMNS:-200}"
 mkdir -p .cache
@@ -16,7 +20,7 @@ mkdir -p .cache
 # from it, so that a new one cannot be missed: two scenarios building it at once break each other).
 upgrade_versions=$(grep -oE '^[A-Z_]+_VERSION = "[^"]+"' molecule/resources/stack_tests/test_upgrade.py | cut -d'"' -f2)
 build() {
-    ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$1" > ".cache/build-release-$1.log" 2>&1 \
+    nice -n "$OTHERS_NICE" ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$1" > ".cache/build-release-$1.log" 2>&1 \
         || { tail -n 40 ".cache/build-release-$1.log"; echo "building the wheelhouse of $1 failed" >&2; return 1; }
 }
 # 1.0.0 before any scenario starts. The upgrade versions only the stack's tests deploy, minutes later (after
@@ -41,7 +45,7 @@ run_one() {
     local scenario="$1" start status
     start=$(date +%s)
     if [ "$scenario" = make-check ]; then
-        if (set -o pipefail; make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
+        if (set -o pipefail; nice -n "$OTHERS_NICE" make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
             echo "== make check passed in $(( $(date +%s) - start )) s"; return 0; fi
         echo "== make check FAILED in $(( $(date +%s) - start )) s (.cache/make-check.log)"
         echo make-check >> .cache/molecule-failed
@@ -49,7 +53,9 @@ run_one() {
     fi
     # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
     # phase's time from them.
-    if (set -o pipefail; molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
+    local priority=0
+    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE";; esac
+    if (set -o pipefail; nice -n "$priority" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
         status=passed; else status=FAILED; fi
     echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
         "$(sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$scenario.log" | grep -aoE '[0-9]+ (passed|failed)[^=]*' | tail -n 1)"
@@ -57,8 +63,8 @@ run_one() {
 }
 export -f run_one
 
-# Longest first, so that the last to finish are short; with WITH_CHECK=1, make check takes the second slot
-# first and the other scenarios follow it there.
+# Longest first, so that the last to finish are short: the stack, then (WITH_CHECK=1) make check, then the
+# others in the order given; each takes the next free slot.
 stacks=() others=()
 for scenario in "$@"; do case "$scenario" in stack|stack_*) stacks=("$scenario" "${stacks[@]}");; *) others+=("$scenario");; esac; done
 scenarios=("${stacks[@]}" "${others[@]}")
