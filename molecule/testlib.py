@@ -230,6 +230,27 @@ def insecure_tls() -> ssl.SSLContext:
     return context
 
 
+LB_CERTIFICATE = "/etc/ssl/rollgate/lb.crt"
+LB_PRIVATE_KEY = "/etc/ssl/rollgate/lb.key"
+
+
+def assert_a_renewed_certificate_is_served(lb, https_port: int, converge) -> None:
+    """Renew the balancer's self-signed certificate as an operator would (remove the pair; the lb role
+    makes a new one), run the role again with `converge`, and check that the balancer serves the new
+    certificate on 127.0.0.1:`https_port` at the end of that run: that the new certificate reloaded it."""
+    def installed() -> bytes:
+        return ssl.PEM_cert_to_DER_cert(lb.file(LB_CERTIFICATE).content_string)
+
+    before = installed()
+    lb.check_output(f"rm {LB_CERTIFICATE} {LB_PRIVATE_KEY}")
+    result = converge({})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    after = installed()
+    assert after != before, "the role did not make a new certificate"
+    served = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", https_port)))
+    assert served == after, "the balancer still serves the certificate from before the renewal"
+
+
 def fetch(opener, url: str, data: dict | None = None, headers: dict | None = None, timeout: float = 10):
     """(status, headers, body) of a request; HTTP errors are answers too."""
     body = json.dumps(data).encode() if data is not None else None

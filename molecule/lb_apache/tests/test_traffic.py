@@ -9,8 +9,9 @@ from collections import Counter
 
 import pytest
 
+import testlib
 from lb_apache_helpers import (
-    HTTPS_PORT, INSTANCES, LB, SITE, container, fetch_inside, get, insecure_context, instances_answering,
+    HTTPS_PORT, INSTANCES, LB, SITE, container, converge, fetch_inside, get, insecure_context, instances_answering,
 )
 
 # The balancer host by name: molecule/conftest.py resolves only host names in molecule's inventory.
@@ -65,6 +66,12 @@ def test_https_answers_with_the_roles_certificate(host):
             served = tls.getpeercert(binary_form=True)
     installed = ssl.PEM_cert_to_DER_cert(host.file("/etc/ssl/rollgate/lb.crt").content_string)
     assert served == installed
+
+
+def test_a_renewed_certificate_is_served_after_the_roles_next_run(host):
+    """The role makes a new certificate where the old one was removed; the balancer serves it at the end
+    of the same run."""
+    testlib.assert_a_renewed_certificate_is_served(host, HTTPS_PORT, converge)
 
 
 def _handshake(version: ssl.TLSVersion) -> str:

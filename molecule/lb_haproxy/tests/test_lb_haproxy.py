@@ -217,6 +217,12 @@ def test_https_serves_the_certificate_the_role_installed(host):
     assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(installed)
 
 
+def test_a_renewed_certificate_is_served_after_the_roles_next_run(host):
+    """The role makes a new certificate where the old one was removed; the balancer serves it at the end
+    of the same run."""
+    testlib.assert_a_renewed_certificate_is_served(host, 18643, converge)
+
+
 def test_https_refuses_tls_1_1():
     context = insecure_tls()
     context.minimum_version = ssl.TLSVersion.TLSv1

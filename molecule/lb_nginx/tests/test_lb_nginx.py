@@ -169,6 +169,12 @@ def test_https_serves_the_certificate_the_role_installed(lb):
     assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(installed)
 
 
+def test_a_renewed_certificate_is_served_after_the_roles_next_run(lb):
+    """The role makes a new certificate where the old one was removed; the balancer serves it at the end
+    of the same run."""
+    testlib.assert_a_renewed_certificate_is_served(lb, 18543, converge)
+
+
 def handshake(minimum: ssl.TLSVersion, maximum: ssl.TLSVersion) -> str:
     context = insecure_tls()
     context.minimum_version = minimum
