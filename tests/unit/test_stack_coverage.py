@@ -43,6 +43,7 @@ ONCE = [
     "test_security.py::test_site_converges_again_and_changes_nothing_but_the_balancer_it_switches",
     "test_security.py::test_the_secret_scans_find_a_planted_copy_of_every_secret",
     "test_upgrade.py::test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance",
+    "test_upgrade.py::test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw",
 ]
 
 

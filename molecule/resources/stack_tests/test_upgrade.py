@@ -18,6 +18,7 @@ on one instance past the app's DRAIN_TIMEOUT: it succeeds only if the deploy wai
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,8 @@ GOOD_VERSION = "1.1.0"
 NEXT_GOOD_VERSION = "1.1.1"
 BROKEN_VERSION = "1.2.0.dev1"
 ROLLBACK_ALL_VERSION = "1.3.0.dev1"
+# A rollout hook that records what it saw (rollout_*_tasks_file), given by its absolute path.
+HOOK_TASKS = str(Path(__file__).resolve().parents[1] / "tasks" / "record_rollout_hook.yml")
 DRAIN_TIMEOUT = app_drain_timeout()
 # The good deploy's slow start: 8 s over 4 steps, 2 s of pause each. nginx's weights are counted from its
 # answers in windows of 1.5 s (testlib.served_weights), and a window across a reload is left out: a step
@@ -229,21 +232,25 @@ def test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance(
 @pytest.fixture(scope="module")
 def rollback_all_upgrade(tmp_path_factory):
     """Deploy ROLLBACK_ALL_VERSION with rollout_on_failure rollback_all, where only app2's readiness fails
-    (a host variable in an extra inventory): batch 1 passes, batch 2 fails, and both go back."""
+    (a host variable in an extra inventory): batch 1 passes, batch 2 fails, and both go back. The three
+    rollout hooks record, in order, what each saw (molecule/resources/tasks/record_rollout_hook.yml)."""
     wait_until_ready(APP_HOSTS[1])
     previous = fleet_version()
     extra_inventory = tmp_path_factory.mktemp("inventory") / "fail_app2.yml"
     extra_inventory.write_text(json.dumps({"app": {"hosts": {APP_HOSTS[1]: {"app_fail_readiness": True}}}}))
+    hook_record = extra_inventory.parent / "hooks.jsonl"
+    hooks = {f"rollout_{hook}_tasks_file": HOOK_TASKS for hook in ("before_batch", "before_activate", "after_batch")}
     with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
-            "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 10},
-            extra_inventory=str(extra_inventory))
+            "app_version": ROLLBACK_ALL_VERSION, "rollout_on_failure": "rollback_all", "rollout_gate_timeout": 10,
+            **hooks, "hook_record": str(hook_record)}, extra_inventory=str(extra_inventory))
     record_traffic("rolling deploy, rollback_all", active_kind(), traffic)
-    return result, traffic, previous
+    records = [json.loads(line) for line in hook_record.read_text().splitlines()] if hook_record.exists() else []
+    return result, traffic, previous, records
 
 
 def test_rollback_all_stops_at_the_failing_batch_and_says_the_others_went_back(rollback_all_upgrade):
-    result, _, _ = rollback_all_upgrade
+    result, _, _, _ = rollback_all_upgrade
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "stopped at batch 2 of 2" in output, output[-4000:]
@@ -251,7 +258,7 @@ def test_rollback_all_stops_at_the_failing_batch_and_says_the_others_went_back(r
 
 
 def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_all_upgrade):
-    _, _, previous = rollback_all_upgrade
+    _, _, previous, _ = rollback_all_upgrade
     found = versions()
     assert set(found.values()) == {("ready", previous)}, found
     weights = live_weights(active_kind())
@@ -259,5 +266,23 @@ def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_al
 
 
 def test_no_request_failed_during_the_rollback_all(rollback_all_upgrade):
-    _, traffic, _ = rollback_all_upgrade
+    _, traffic, _, _ = rollback_all_upgrade
     traffic.assert_none_failed()
+
+
+def test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw(rollback_all_upgrade):
+    """Before each batch, before each activation (the rollbacks' too) and after each batch that passed, in
+    that order, each seeing its batch and, before an activation, the version each host is about to run."""
+    _, _, previous, records = rollback_all_upgrade
+    app1, app2 = APP_HOSTS
+    seen = [(record["hook"], record["batch"], record["hosts"], record["versions"]) for record in records]
+    assert seen == [
+        ("before_batch", 1, [app1], {}),
+        ("before_activate", 1, [app1], {app1: ROLLBACK_ALL_VERSION}),
+        ("after_batch", 1, [app1], {}),
+        ("before_batch", 2, [app2], {}),
+        ("before_activate", 2, [app2], {app2: ROLLBACK_ALL_VERSION}),
+        ("before_activate", 2, [app2], {app2: previous}),  # batch 2 goes back
+        ("before_activate", 1, [app1], {app1: previous}),  # and, with rollback_all, batch 1
+    ], seen
+    assert records[0]["instances"] == [f"{app1}_{port}" for port in PORTS], records[0]
