@@ -16,6 +16,7 @@ The logic lives in plain functions with type hints that raise ``UpstreamError`` 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import ipaddress
 import itertools
 import math
@@ -23,14 +24,26 @@ import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# Highest weight each balancer gets. HAProxy accepts 0-256 and Apache's loadfactor 1-100; nginx has
-# no upper limit, and 100 is our choice: 1 % resolution is finer than capacity estimates are
-# accurate, and small numbers keep the rendered config readable.
-BALANCER_MAX_WEIGHT: dict[str, int] = {"nginx": 100, "haproxy": 256, "apache": 100}
+
+def _balancers_module():
+    """scripts/balancers.py, the one Python place that knows each balancer kind."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "balancers.py"
+    spec = importlib.util.spec_from_file_location("rollgate_balancers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+balancers = _balancers_module()
+
+# Highest weight each balancer gets, from its roles/lb/vars/kinds/<kind>.yml (weight_max): HAProxy
+# accepts 0-256 and Apache's loadfactor 1-100; nginx has no upper limit, and 100 is our choice.
+BALANCER_MAX_WEIGHT: dict[str, int] = {kind: balancers.max_weight(kind) for kind in balancers.kinds()}
 
 DEFAULT_INSTANCE_PORTS: tuple[int, ...] = (8000, 8001)
 MAX_PORT = 65535

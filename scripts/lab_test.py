@@ -33,14 +33,17 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import balancers  # noqa: E402  (scripts/balancers.py: the balancer kinds)
+
 REPO = Path(__file__).resolve().parents[1]
 STACK_TESTS = REPO / "molecule" / "resources" / "stack_tests"
 LAB_INVENTORY = REPO / "inventories" / "lab"
 KIND_FILE = REPO / ".cache" / "lab-lb-kind"
 LOG_DIR = REPO / ".cache" / "lab-test"
-KINDS = ("nginx", "haproxy", "apache")
+KINDS = balancers.kinds()
 # The service each kind runs on the lb host.
-SERVICES = {"nginx": "nginx", "haproxy": "haproxy", "apache": "apache2"}
+SERVICES = {kind: balancers.service(kind) for kind in KINDS}
 # The stack tests name the lab's hosts app1 and app2 and expect their capacities 1 and 3.
 EXPECTED_APP_HOSTS = ["app1", "app2"]
 # The balancer's ports on this machine (inventories/lab/host_vars/lb1.yml).

@@ -30,7 +30,10 @@ DEFAULT_APP_HOSTS = 2
 MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
 SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
 KIND_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-kind"
-KINDS = ("nginx", "haproxy", "apache")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from balancers import kinds  # noqa: E402  (scripts/balancers.py: the balancer kinds, standard library only)
+
+KINDS = kinds()
 DEFAULT_KIND = "nginx"
 UNEVEN_CAPACITIES = (4, 2, 1, 3, 2, 4, 3, 1)
 # The molecule stack scenarios' capacities (molecule/stack_*/molecule.yml), for a lab of two app hosts.

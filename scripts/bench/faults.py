@@ -57,7 +57,7 @@ log = logging.getLogger("faults")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLOOD_SCRIPT = Path(__file__).resolve().parent / "flood.py"
-KINDS = ("nginx", "haproxy", "apache")
+KINDS = balancers.kinds()
 FAULTS = ("kill_instance", "stop_host", "restart_redis", "restart_postgresql", "flood_requests", "flood_slow")
 APP_UNIT = "inventory@{port}.service"
 READINESS_EVERY = 0.25

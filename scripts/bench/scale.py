@@ -49,11 +49,12 @@ import faults  # noqa: E402  (lab helpers)
 import flood  # noqa: E402
 import loadgen  # noqa: E402
 import zero_downtime as zd  # noqa: E402
+from zero_downtime import balancers  # noqa: E402
 
 log = logging.getLogger("scale")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("nginx", "haproxy", "apache")
+KINDS = balancers.kinds()
 CONFIG_PATHS = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/haproxy.cfg",
                 "apache": "/etc/apache2/sites-available/rollgate.conf"}
 # (name, weight) of each server line, per kind; names are <host>_<port>.

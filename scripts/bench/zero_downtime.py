@@ -55,6 +55,9 @@ from typing import Any, TextIO
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402  (the sibling module: records and summaries)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import balancers  # noqa: E402  (scripts/balancers.py: the balancer kinds)
+
 log = logging.getLogger("zero_downtime")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +66,7 @@ ROLLING_PLAYBOOK = "playbooks/rolling_deploy.yml"
 NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
 STAGE_PLAYBOOK = "playbooks/stage_release.yml"
 SITE_PLAYBOOK = "site.yml"
-KINDS = ("nginx", "haproxy", "apache")
+KINDS = balancers.kinds()
 CASES = ("control", "rolling", "naive", "failing")
 LOADGEN_START_TIMEOUT = 120.0
 LOG_TAIL_LINES = 25

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-for plugin_dir in ("filter_plugins", "library"):
+for plugin_dir in ("filter_plugins", "library", "scripts"):
     if str(REPO_ROOT / plugin_dir) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT / plugin_dir))
 

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 import upstream_weights as uw
 
-BALANCERS = ["nginx", "haproxy", "apache"]
-MAX_WEIGHT = {"nginx": 100, "haproxy": 256, "apache": 100}
+import balancers as kinds
+
+BALANCERS = list(kinds.kinds())
+MAX_WEIGHT = {kind: kinds.max_weight(kind) for kind in BALANCERS}
 
 FILTERS = uw.FilterModule().filters()
 
@@ -122,7 +124,7 @@ def test_all_capacities_0_is_rejected_because_nothing_would_get_traffic() -> Non
 def test_an_unknown_balancer_is_rejected_naming_the_three_choices(balancer: object) -> None:
     with pytest.raises(AnsibleFilterError) as raised:
         FILTERS["upstream_weights"]({"a": 1}, balancer)
-    assert "nginx, haproxy, apache" in str(raised.value)
+    assert "apache, haproxy, nginx" in str(raised.value)
     assert repr(balancer) in str(raised.value)
 
 
@@ -243,3 +245,9 @@ def test_multiplying_every_capacity_by_the_same_factor_changes_no_weight(
 ) -> None:
     scaled = {name: value * factor for name, value in capacities.items()}
     assert uw.upstream_weights(scaled, balancer) == uw.upstream_weights(capacities, balancer)
+
+
+def test_the_three_first_balancers_keep_their_weight_ranges() -> None:
+    """HAProxy accepts 0-256 and Apache's loadfactor 1-100; nginx has no upper limit, 100 is our choice
+    (roles/lb/vars/kinds/<kind>.yml, weight_max)."""
+    assert {kind: MAX_WEIGHT[kind] for kind in ("nginx", "haproxy", "apache")} == {"nginx": 100, "haproxy": 256, "apache": 100}

@@ -12,6 +12,7 @@ its published ports, container names st-<host>) or the running lab's (make lab-t
 import http.cookiejar
 import json
 import os
+import re
 import ssl
 import subprocess
 import urllib.error
@@ -19,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from testlib import container, fetch, group_vars, host_name, insecure_tls, stack
+from testlib import container, fetch, group_vars, host_name, insecure_tls, live_weights, run_playbook, stack
 
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
@@ -114,6 +115,22 @@ def test_the_balancer_answers_its_own_liveness(balancer):
 
 def test_the_live_balancer_config_passes_its_checker(balancer, host):
     assert host.run(CHECKERS[balancer.kind]).rc == 0
+
+
+# make status's row: instance, version, ready, lb weight, lb state, ...
+STATUS_ROW = re.compile(r"(?P<name>app\d+_\d+)\s+(?P<version>\S+)\s+yes\s+(?P<weight>\S+)\s+(?P<state>.+?)\s{2,}")
+
+
+def test_make_status_shows_each_instance_at_the_weight_the_balancer_serves_it(balancer):
+    """playbooks/status.yml (make status) reads the running balancer through the lb role's entry point
+    status: every instance ready, in rotation, at the weight the balancer itself reports (read apart,
+    through the balancer's own interface or, for nginx, by the share of requests each instance gets)."""
+    result = run_playbook("playbooks/status.yml", {})
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows = {row["name"]: row for row in STATUS_ROW.finditer(result.stdout)}
+    assert len(rows) == 4, result.stdout[-3000:]
+    assert not any("not in the balancer" in row["state"] or "drain" in row["state"].lower() for row in rows.values()), rows
+    assert {name: round(float(row["weight"])) for name, row in rows.items()} == live_weights(balancer.kind)
 
 
 def test_security_headers_are_on_every_response(balancer):
