@@ -69,7 +69,7 @@ def lb_kind() -> str:
         return DEFAULT_KIND
     if text not in KINDS:
         sys.exit(f"lab inventory: the lab's balancer kind (from {source}) must be one of {', '.join(KINDS)}, "
-                 f"got {text!r}: run make up LB_KIND=nginx (or haproxy, apache)")
+                 f"got {text!r}: run make up LB_KIND=<one of them>")
     return text
 
 

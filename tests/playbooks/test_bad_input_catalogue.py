@@ -66,7 +66,7 @@ def test_make_up_with_an_unknown_balancer_stops_before_the_lab_changes(tmp_path)
     code, output = run(tmp_path, "make", "-s", "lab", "LB_KIND=squid")
     assert code != 0
     assert "balancer kind (from ROLLGATE_LB_KIND) must be one of apache, haproxy, nginx, got 'squid'" in output
-    assert "run make up LB_KIND=nginx (or haproxy, apache)" in output
+    assert "run make up LB_KIND=<one of them>" in output
     assert "ansible-playbook" not in output, output[-2000:]
     assert kept(kind_file) == before
 

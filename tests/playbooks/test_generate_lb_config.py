@@ -9,13 +9,18 @@ checker is not installed fails the test instead of passing unchecked.
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKERS = {"nginx": "nginx", "haproxy": "haproxy", "apache": "apache2"}
-FILES = {"nginx": "nginx.conf", "haproxy": "haproxy.cfg", "apache": "rollgate.conf"}
+sys.path.insert(0, str(REPO / "scripts"))
+import balancers  # noqa: E402  (scripts/balancers.py: every balancer kind, each one's checker and file)
+
+KINDS = balancers.kinds()
+CHECKERS = {kind: balancers.facts(kind)["checker"] for kind in KINDS}
+FILES = {kind: balancers.facts(kind)["config_file"] for kind in KINDS}
 
 
 def isolated_env(tmp_path: Path) -> dict:
@@ -31,7 +36,7 @@ def generate(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("kind", ["nginx", "haproxy", "apache"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_each_balancer_config_is_rendered_and_passes_its_checker(tmp_path, kind):
     result = generate(tmp_path, "-e", f"lb_kind={kind}")
     assert result.returncode == 0, result.stdout[-3000:]
