@@ -117,8 +117,8 @@ def test_the_live_balancer_config_passes_its_checker(balancer, host):
     assert host.run(CHECKERS[balancer.kind]).rc == 0
 
 
-# make status's row: instance, version, ready, lb weight, lb state, ...
-STATUS_ROW = re.compile(r"(?P<name>app\d+_\d+)\s+(?P<version>\S+)\s+yes\s+(?P<weight>\S+)\s+(?P<state>.+?)\s{2,}")
+# make status's row: instance (st-app1_8000 in the molecule stack), version, ready, lb weight, lb state, ...
+STATUS_ROW = re.compile(r"(?P<name>[\w.-]*app\d+_\d+)\s+(?P<version>\S+)\s+yes\s+(?P<weight>\S+)\s+(?P<state>.+?)\s{2,}")
 
 
 def test_make_status_shows_each_instance_at_the_weight_the_balancer_serves_it(balancer):
