@@ -158,6 +158,24 @@ def rollout_batches(
     return batches
 
 
+def restart_batches(batches: Any, stale_ports: Any) -> list[dict[str, Any]]:
+    """The batches of a plan (``rollout_batches``) cut down to what a restart must touch: on each host,
+    only the instances on ``stale_ports[host]`` (the ports whose release or config changed), and only
+    the hosts that have one; renumbered from 1, in plan order. The plan's capacity checks ran on the
+    whole batches, so the smaller ones keep within them. No stale port gives no batch.
+    """
+    if not isinstance(stale_ports, Mapping):
+        raise RolloutError(f"the stale ports must map each host to its ports, got {stale_ports!r}")
+    restart: list[dict[str, Any]] = []
+    for batch in batches:
+        backends = [dict(backend) for backend in batch["backends"]
+                    if backend["port"] in (stale_ports.get(backend["host"]) or [])]
+        if backends:
+            hosts = [host for host in batch["hosts"] if any(backend["host"] == host for backend in backends)]
+            restart.append({"number": len(restart) + 1, "hosts": hosts, "backends": backends})
+    return restart
+
+
 def rollout_batch_check(
     batch: Mapping[str, Any], backends: Any, max_unavailable: Any = None, min_healthy: Any = 1,
     not_ready: Iterable[str] | None = None,
@@ -389,6 +407,7 @@ class FilterModule:
             for name, function in (
                 ("rollout_batches", rollout_batches),
                 ("rollout_batch_check", rollout_batch_check),
+                ("restart_batches", restart_batches),
                 ("scaled_backends", scaled_backends),
                 ("slow_start_steps", slow_start_steps),
                 ("slow_start_ramp", slow_start_ramp),

@@ -188,6 +188,19 @@ def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_p
         assert fragment in output, (fragment, output[-3000:])
 
 
+@pytest.mark.parametrize("case", ["batch size over 100%", "unknown failure policy"])
+def test_site_checks_the_rollout_settings_it_restarts_with_before_any_host_is_contacted(tmp_path, case):
+    """site.yml restarts changed instances through the rollout (issue 33), so a bad rollout setting
+    stops it first, as it stops a deploy."""
+    extra, fragments = BAD_DEPLOYS[case]
+    result = run(tmp_path, GOOD_INVENTORY, "site.yml", *extra)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "UNREACHABLE" not in output, output[-3000:]
+    for fragment in fragments:
+        assert fragment in output, (fragment, output[-3000:])
+
+
 def test_a_deploy_with_two_balancers_stops_naming_the_lb_group(tmp_path):
     inventory = changed(GOOD_INVENTORY, "all/children/lb/hosts/lb2", {"ansible_host": "192.0.2.15"})
     result = run(tmp_path, inventory, "playbooks/rolling_deploy.yml")

@@ -269,3 +269,30 @@ def test_only_a_stopped_or_failed_instance_is_excused_from_the_in_flight_count()
     ]
     stopped = [{"item": {"host": "app1", "names": ["app1_8000"], "ports": [8000]}, "stdout_lines": ["inactive"]}]
     assert rollout.in_flight_unread_running({"app1_8000": "no answer"}, stopped) == []
+
+
+# restart_batches: what site.yml restarts, batch by batch (issue 33)
+
+def test_a_restart_touches_only_the_stale_instances_of_the_stale_hosts_renumbered():
+    plan = rollout.rollout_batches(fleet(2, 2, 2), 1)
+    batches = rollout.restart_batches(plan, {"app1": [], "app2": [8001], "app3": [8000, 8001]})
+    assert hosts_of(batches) == [["app2"], ["app3"]]
+    assert [batch["number"] for batch in batches] == [1, 2]
+    assert [[b["name"] for b in batch["backends"]] for batch in batches] == [["app2_8001"], ["app3_8000", "app3_8001"]]
+
+
+def test_a_restart_keeps_the_plans_batches_and_drops_hosts_with_nothing_stale():
+    plan = rollout.rollout_batches(fleet(1, 1, 1, 1), 2, max_unavailable="100%", min_healthy=0)
+    batches = rollout.restart_batches(plan, {"app2": [8000], "app3": [8000], "app4": [8000]})
+    assert hosts_of(batches) == [["app2"], ["app3", "app4"]]
+
+
+def test_nothing_stale_means_no_batch():
+    plan = rollout.rollout_batches(fleet(2, 2))
+    assert rollout.restart_batches(plan, {}) == []
+    assert rollout.restart_batches(plan, {"app1": [], "app9": [8000]}) == []
+
+
+def test_stale_ports_that_are_not_a_mapping_are_refused():
+    with pytest.raises(AnsibleFilterError, match="map each host to its ports"):
+        FILTERS["restart_batches"](rollout.rollout_batches(fleet(2, 2)), [8000])

@@ -27,6 +27,7 @@ PER_KIND = {
     "idempotence": "test_security.py::test_the_balancer_converges_again_verbosely_and_changes_nothing",
     "allowlist": "test_security.py::test_metrics_are_refused_outside_the_allowlist",
     "checker": "test_stack.py::test_the_live_balancer_config_passes_its_checker",
+    "status": "test_stack.py::test_make_status_shows_each_instance_at_the_weight_the_balancer_serves_it",
     "held write waited for": "test_upgrade.py::test_the_deploy_waited_for_the_write_held_in_flight",
     "control: no in-flight wait": "test_zero_failed.py::test_a_restart_with_no_in_flight_wait_fails_the_held_write",
     "control: no gate": "test_zero_failed.py::test_a_restart_into_an_unready_config_with_no_gate_fails_requests",
@@ -44,6 +45,7 @@ ONCE = [
     "test_security.py::test_the_secret_scans_find_a_planted_copy_of_every_secret",
     "test_upgrade.py::test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance",
     "test_upgrade.py::test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw",
+    "test_upgrade.py::test_no_request_failed_during_the_config_change_or_back",
 ]
 
 

@@ -3,10 +3,14 @@
 runtime API), as JSON {name: {weight, state}}. The role's template ends each server line with the
 backend's name (`# app1_8000`), which stays right whatever address the line gives.
 
-Usage: view.py SETTINGS_JSON   ({"config_path", ...})
+Usage: view.py SETTINGS_JSON   ({"config_path", "pid_path", ...})
+
+An nginx that does not run has no view: the file alone would say it serves (its config stays when the
+lab switches to another kind).
 """
 
 import json
+import os
 import re
 import sys
 
@@ -15,6 +19,11 @@ SERVER_LINE = re.compile(r"\s*server\s+\S+\s+(?P<parameters>[^;]*);\s*#\s*(?P<na
 
 def main() -> None:
     settings = json.loads(sys.argv[1])
+    try:
+        with open(settings["pid_path"], encoding="ascii") as pid_file:
+            os.kill(int(pid_file.read().strip()), 0)
+    except (OSError, ValueError) as error:
+        sys.exit(f"nginx does not run ({settings['pid_path']}: {error})")
     view = {}
     with open(settings["config_path"], encoding="utf-8") as conf:
         for line in conf:
