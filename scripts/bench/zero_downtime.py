@@ -3,12 +3,15 @@
 
     .venv/bin/python scripts/bench/zero_downtime.py [--kinds nginx haproxy apache] [--rate 50]
 
-For each balancer kind: `site.yml -e lb_kind=KIND` sets the lab up, then three cases run under the load
+For each balancer kind: `site.yml -e lb_kind=KIND` sets the lab up, then the cases run under the load
 of loadgen.py (started, given --steady seconds, the playbook, --after seconds more, then stopped):
 
 - control: site.yml again on the lab as it is (nothing to change): the load's latency while Ansible
            keeps the machine as busy as a deploy does, without any deploy (runs first, so the lab is
            still on the release site.yml set up);
+- converge_config: site.yml with one app setting changed (app_log_level), on the inventory's version:
+           every instance restarts through the rolling path (runs right after control, before any
+           case changes the version);
 - rolling: playbooks/rolling_deploy.yml to a new version (expected to succeed);
 - naive:   scripts/bench/naive_restart.yml to another version, a plain serial restart (the baseline);
 - failing: rolling_deploy.yml to a version whose readiness never passes (app_fail_readiness=true):
@@ -67,7 +70,9 @@ NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
 STAGE_PLAYBOOK = "playbooks/stage_release.yml"
 SITE_PLAYBOOK = "site.yml"
 KINDS = balancers.kinds()
-CASES = ("control", "rolling", "naive", "failing")
+CASES = ("control", "converge_config", "rolling", "naive", "failing")
+# converge_config: the one app setting site.yml changes (issue 33), on the version the lab runs.
+CONVERGE_CHANGE = {"app_log_level": "warning"}
 LOADGEN_START_TIMEOUT = 120.0
 LOG_TAIL_LINES = 25
 
@@ -103,6 +108,9 @@ def build_cases(names: Sequence[str], versions: dict[str, str], common_vars: dic
         if name == "control":
             # site.yml on the lab as it is: Ansible as busy as during a deploy, but nothing changes.
             cases.append(Case(name, SITE_PLAYBOOK, "", dict(common_vars), expect_success=True))
+            continue
+        if name == "converge_config":
+            cases.append(Case(name, SITE_PLAYBOOK, "", {**common_vars, **CONVERGE_CHANGE}, expect_success=True))
             continue
         extra_vars = {**common_vars, "app_version": versions[name]}
         if name == "failing":
