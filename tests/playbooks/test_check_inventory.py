@@ -177,28 +177,27 @@ BAD_DEPLOYS = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_DEPLOYS, ids=list(BAD_DEPLOYS))
-def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_path, case):
+def assert_bad_rollout_settings_stop(tmp_path, playbook: str, case: str) -> None:
+    """`playbook` with the BAD_DEPLOYS case fails naming each fragment, before any host is contacted."""
     extra, fragments = BAD_DEPLOYS[case]
-    result = run(tmp_path, GOOD_INVENTORY, "playbooks/rolling_deploy.yml", *extra)
+    result = run(tmp_path, GOOD_INVENTORY, playbook, *extra)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "UNREACHABLE" not in output, output[-3000:]
     for fragment in fragments:
         assert fragment in output, (fragment, output[-3000:])
+
+
+@pytest.mark.parametrize("case", BAD_DEPLOYS, ids=list(BAD_DEPLOYS))
+def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_path, case):
+    assert_bad_rollout_settings_stop(tmp_path, "playbooks/rolling_deploy.yml", case)
 
 
 @pytest.mark.parametrize("case", ["batch size over 100%", "unknown failure policy"])
 def test_site_checks_the_rollout_settings_it_restarts_with_before_any_host_is_contacted(tmp_path, case):
     """site.yml restarts changed instances through the rollout (issue 33), so a bad rollout setting
     stops it first, as it stops a deploy."""
-    extra, fragments = BAD_DEPLOYS[case]
-    result = run(tmp_path, GOOD_INVENTORY, "site.yml", *extra)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "UNREACHABLE" not in output, output[-3000:]
-    for fragment in fragments:
-        assert fragment in output, (fragment, output[-3000:])
+    assert_bad_rollout_settings_stop(tmp_path, "site.yml", case)
 
 
 def test_a_deploy_with_two_balancers_stops_naming_the_lb_group(tmp_path):

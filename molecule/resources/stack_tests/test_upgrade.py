@@ -298,15 +298,14 @@ CONFIG_CHANGE = {"app_log_level": "warning"}
 def config_converges():
     """(change, traffic, back, traffic back, PIDs before, between, after): site.yml with one app setting
     changed, then site.yml with the inventory's own, each under traffic."""
-    pids = lambda: {f"{app}_{port}": pid for app in APP_HOSTS for port, (pid, _) in instances(app).items()}  # noqa: E731
     version = fleet_version()
-    before = pids()
+    before = {app: main_pids(app) for app in APP_HOSTS}
     with UserTraffic() as traffic:
         change = run_playbook("site.yml", {"app_version": version, **CONFIG_CHANGE})
-    between = pids()
+    between = {app: main_pids(app) for app in APP_HOSTS}
     with UserTraffic() as traffic_back:
         back = run_playbook("site.yml", {"app_version": version})
-    after = pids()
+    after = {app: main_pids(app) for app in APP_HOSTS}
     record_traffic("site.yml, one app setting changed", active_kind(), traffic)
     record_traffic("site.yml, the setting back", active_kind(), traffic_back)
     return change, traffic, back, traffic_back, before, between, after
@@ -320,7 +319,8 @@ def test_a_config_change_by_site_restarts_every_instance_batch_by_batch(config_c
         assert "4 instance(s) restart, in 2 batch(es)" in output, output[-4000:]
         # The app role's own restart (restart_instance.yml) is for a fleet no balancer serves yet.
         assert "TASK [app : Restart the instance on port" not in output, "the app role restarted instances itself"
-    assert all(between[name] != before[name] and after[name] != between[name] for name in before), (before, between, after)
+    assert all(between[app][port] != before[app][port] and after[app][port] != between[app][port]
+               for app in APP_HOSTS for port in PORTS), (before, between, after)
 
 
 def test_no_request_failed_during_the_config_change_or_back(config_converges):

@@ -2,7 +2,7 @@
 """Apache's view of its backends, from balancer-manager's member table (each member's route is its
 backend name), as JSON {name: {weight, state}}.
 
-Usage: view.py SETTINGS_JSON   ({"manager", "balancer", "backends": [{"name", "address", "port"}]})
+Usage: view.py SETTINGS_JSON   ({"manager", "balancer"})
 """
 
 import json

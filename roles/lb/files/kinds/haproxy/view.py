@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """HAProxy's view of its backends, from the runtime API's `show stat`, as JSON {name: {weight, state}}.
 
-Usage: view.py SETTINGS_JSON   ({"socket", "backend", "backends": [{"name", "address", "port"}]})
+Usage: view.py SETTINGS_JSON   ({"socket", "backend"}; the role names each server after its backend)
 """
 
 import json

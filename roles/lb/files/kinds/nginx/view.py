@@ -3,7 +3,7 @@
 runtime API), as JSON {name: {weight, state}}. The role's template ends each server line with the
 backend's name (`# app1_8000`), which stays right whatever address the line gives.
 
-Usage: view.py SETTINGS_JSON   ({"config_path", "pid_path", ...})
+Usage: view.py SETTINGS_JSON   ({"config_path", "pid_path"})
 
 An nginx that does not run has no view: the file alone would say it serves (its config stays when the
 lab switches to another kind).
