@@ -12,6 +12,8 @@ of loadgen.py (started, given --steady seconds, the playbook, --after seconds mo
 - converge_config: site.yml with one app setting changed (app_log_level), on the inventory's version:
            every instance restarts through the rolling path (runs right after control, before any
            case changes the version);
+- converge_failing_config: site.yml with a config --check-config accepts but readiness refuses (a wrong
+           database password): expected to fail (rc != 0) after batch 1 went back to the config it ran;
 - rolling: playbooks/rolling_deploy.yml to a new version (expected to succeed);
 - naive:   scripts/bench/naive_restart.yml to another version, a plain serial restart (the baseline);
 - failing: rolling_deploy.yml to a version whose readiness never passes (app_fail_readiness=true):
@@ -70,9 +72,11 @@ NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
 STAGE_PLAYBOOK = "playbooks/stage_release.yml"
 SITE_PLAYBOOK = "site.yml"
 KINDS = balancers.kinds()
-CASES = ("control", "converge_config", "rolling", "naive", "failing")
+CASES = ("control", "converge_config", "converge_failing_config", "rolling", "naive", "failing")
 # converge_config: the one app setting site.yml changes (issue 33), on the version the lab runs.
 CONVERGE_CHANGE = {"app_log_level": "warning"}
+# converge_failing_config: a config whose readiness fails, with a gate as short as the failing deploy's.
+CONVERGE_FAILING = {"app_db_password": "not-the-database-password", "rollout_gate_timeout": 10}
 LOADGEN_START_TIMEOUT = 120.0
 LOG_TAIL_LINES = 25
 
@@ -111,6 +115,9 @@ def build_cases(names: Sequence[str], versions: dict[str, str], common_vars: dic
             continue
         if name == "converge_config":
             cases.append(Case(name, SITE_PLAYBOOK, "", {**common_vars, **CONVERGE_CHANGE}, expect_success=True))
+            continue
+        if name == "converge_failing_config":
+            cases.append(Case(name, SITE_PLAYBOOK, "", {**common_vars, **CONVERGE_FAILING}, expect_success=False))
             continue
         extra_vars = {**common_vars, "app_version": versions[name]}
         if name == "failing":

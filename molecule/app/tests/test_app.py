@@ -135,7 +135,11 @@ def test_a_write_without_a_session_is_refused(host):
 
 
 def test_the_environment_file_is_readable_by_the_service_only(host):
-    env_file = host.file(ENV_FILE)
+    """ENV_FILE is the link to the running config, one of the configs staged under configs/."""
+    link = host.file(ENV_FILE)
+    assert link.is_symlink and link.linked_to.startswith("/etc/inventory/configs/"), link.linked_to
+    env_file = host.file(link.linked_to)
+    assert host.file("/etc/inventory/configs").mode == 0o750
     assert env_file.mode == 0o640
     assert (env_file.user, env_file.group) == ("root", "inventory")
     assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0

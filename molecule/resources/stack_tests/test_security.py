@@ -255,15 +255,18 @@ def test_a_write_with_another_sessions_csrf_token_is_refused():
 # --- Secrets at rest -----------------------------------------------------------------------------------
 
 def app_environment_files(host) -> list[str]:
-    """The environment files systemd reads for the app's instances (EnvironmentFiles= of each unit)."""
+    """The environment files systemd reads for the app's instances (EnvironmentFiles= of each unit), each
+    where its links lead: the config link's target, and every config staged beside it."""
     units = host.check_output(f"systemctl list-units --plain --no-legend --all '{APP_UNITS}'").split()
     listed = [word for word in units if word.endswith(".service")]
     assert listed, "no app instance unit"
     files = set()
     for unit in listed:
         for line in host.check_output(f"systemctl show --property=EnvironmentFiles --value {unit}").splitlines():
-            files.add(line.split(" (")[0])
-    return sorted(files)
+            files.add(host.check_output("readlink -f %s", line.split(" (")[0]))
+    staged = host.check_output("find /etc/inventory/configs -type f").split()
+    assert staged, "no config staged under /etc/inventory/configs"
+    return sorted(files | set(staged))
 
 
 def closed_to_others(host, path: str) -> None:
@@ -374,6 +377,8 @@ def test_site_converges_again_and_changes_nothing_but_the_balancer_it_switches(s
         assert set(changed) >= {host_name(name) for name in BACKEND_HOSTS}, changed
         unchanged = {host: count for host, count in changed.items() if not (switched and host == LB)}
         assert set(unchanged.values()) == {0}, (changed, run.stdout[-6000:])
+        # The rolling path's restarts are the balancer host's tasks: not one instance restarted.
+        assert "instance(s) restart, in" not in run.stdout, run.stdout[-6000:]
 
 
 def test_no_secret_in_the_output_of_a_whole_site_run(site_runs):

@@ -327,3 +327,79 @@ def test_no_request_failed_during_the_config_change_or_back(config_converges):
     _, traffic, _, traffic_back, _, _, _ = config_converges
     traffic.assert_none_failed()
     traffic_back.assert_none_failed()
+
+
+# A config the service accepts (--check-config) but whose readiness fails: the database password is
+# wrong. site.yml stages it on every host, batch 1 gets it and fails its gate, goes back to the config it
+# ran, and batch 2 never runs it. Before issue 33 the same change restarted the whole fleet onto it.
+FAILING_CONFIG = {"app_db_password": "not-the-database-password", "rollout_gate_timeout": 10}
+ENV_LINK = "/etc/inventory/inventory.env"
+
+
+def config_links() -> dict[str, str]:
+    return {app: container(app).check_output(f"readlink {ENV_LINK}") for app in APP_HOSTS}
+
+
+@pytest.fixture(scope="module")
+def failing_config_converge(config_converges):
+    """(result, traffic, config links before, after, PIDs before, after): site.yml with FAILING_CONFIG
+    under traffic."""
+    for app in APP_HOSTS:
+        wait_until_ready(app)
+    links_before, before = config_links(), {app: main_pids(app) for app in APP_HOSTS}
+    with UserTraffic() as traffic:
+        result = run_playbook("site.yml", {"app_version": fleet_version(), **FAILING_CONFIG})
+    links_after, after = config_links(), {app: main_pids(app) for app in APP_HOSTS}
+    record_traffic("site.yml, a config that fails readiness", active_kind(), traffic)
+    return result, traffic, links_before, links_after, before, after
+
+
+def test_a_config_that_fails_readiness_stops_site_after_the_first_batch(failing_config_converge):
+    result, _, _, _, _, _ = failing_config_converge
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "stopped at batch 1 of 2" in output, output[-4000:]
+    assert f"{APP_HOSTS[0]}_8000" in output
+    assert "Batch 1 went back to its previous release and into the balancer" in output
+
+
+def test_the_failed_batch_is_back_on_its_previous_config_and_ready(failing_config_converge):
+    _, _, links_before, links_after, before, after = failing_config_converge
+    assert links_after == links_before
+    assert all(after[APP_HOSTS[0]][port] != before[APP_HOSTS[0]][port] for port in PORTS), (before, after)
+    found = versions()
+    assert all(found[f"{APP_HOSTS[0]}:{port}"][0] == "ready" for port in PORTS), found
+
+
+def test_the_batch_not_reached_never_ran_the_failing_config(failing_config_converge):
+    _, _, links_before, links_after, before, after = failing_config_converge
+    assert after[APP_HOSTS[1]] == before[APP_HOSTS[1]]
+    # Staged beside the running config, and not switched to.
+    staged = container(APP_HOSTS[1]).check_output("ls /etc/inventory/configs").split()
+    assert len(staged) >= 2 and links_after[APP_HOSTS[1]] == links_before[APP_HOSTS[1]], staged
+
+
+def test_no_request_failed_during_the_failing_config(failing_config_converge):
+    _, traffic, _, _, _, _ = failing_config_converge
+    traffic.assert_none_failed()
+
+
+def test_a_converge_against_a_degraded_fleet_stops_before_any_restart(failing_config_converge):
+    """One instance hung (SIGSTOP: systemd sees it running, so the app role's start does not mend it, but its
+    readiness never answers), and a config change for all: site.yml refuses before the first batch, naming
+    the instance, as the rolling deploy does; no instance restarts and no config link moves."""
+    app2 = container(APP_HOSTS[1])
+    for app in APP_HOSTS:
+        wait_until_ready(app)
+    links_before, before = config_links(), main_pids(APP_HOSTS[0])
+    app2.check_output("systemctl kill --signal=SIGSTOP inventory@8001.service")
+    try:
+        result = run_playbook("site.yml", {"app_version": fleet_version(), **CONFIG_CHANGE})
+    finally:
+        app2.check_output("systemctl kill --signal=SIGCONT inventory@8001.service")
+        wait_until_ready(APP_HOSTS[1])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{APP_HOSTS[1]}_8001 not ready now" in output, output[-3000:]
+    assert main_pids(APP_HOSTS[0]) == before
+    assert config_links() == links_before

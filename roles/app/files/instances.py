@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Print, as JSON, the state of the instances of SERVICE@.service on this host.
 
-Usage: instances.py SERVICE RELEASE_DIR CONFIG_FILE[,CONFIG_FILE...] PORT [PORT...]
+Usage: instances.py SERVICE RELEASE_DIR ENV_LINK CONFIG_FILE UNIT_FILE PORT [PORT...]
 
-stale_ports: the listed instances that run, but from another release than RELEASE_DIR or since before
-a CONFIG_FILE last changed. Reading the running state, rather than remembering that a file changed,
+stale_ports: the listed instances that run, but from another release than RELEASE_DIR, while ENV_LINK
+(the link their config is read through) points elsewhere than CONFIG_FILE, or since before the link,
+the config it points at or UNIT_FILE last changed. Reading the running state, rather than remembering that a file changed,
 means a run that failed after a change still restarts what that change left behind.
 unlisted_ports: instances on other ports that are loaded (running, say) or enabled.
 """
@@ -53,9 +54,25 @@ def known_ports(service: str) -> set[int]:
     return {int(match.group(1)) for name in listed + enabled if (match := pattern.match(name))}
 
 
+def mtime(path: str, follow: bool = True) -> float:
+    """When path last changed, 0 when it does not exist (a check-mode run on a fresh host)."""
+    try:
+        return os.stat(path, follow_symlinks=follow).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def config_state(env_link: str, config_file: str, unit_file: str) -> tuple[bool, float]:
+    """Whether ENV_LINK points elsewhere than CONFIG_FILE (the config is staged to change), and when the
+    instances' inputs last changed: the link's own time is when it was last switched, even back to an
+    older config whose file is older than the instances."""
+    moves = os.path.realpath(env_link) != os.path.realpath(config_file)
+    return moves, max(mtime(env_link, follow=False), mtime(env_link), mtime(unit_file))
+
+
 def main() -> int:
-    service, release_dir, config_files, *ports = sys.argv[1:]
-    changed_at = max(os.stat(path).st_mtime for path in config_files.split(","))
+    service, release_dir, env_link, config_file, unit_file, *ports = sys.argv[1:]
+    config_moves, changed_at = config_state(env_link, config_file, unit_file)
     btime = boot_time()
     instances = {}
     for port in ports:
@@ -66,7 +83,7 @@ def main() -> int:
         release = release_of(pid)
         started = start_time(pid, btime)
         instances[port] = {"running": True, "release": release, "started": started,
-                           "stale": release != release_dir or started < changed_at}
+                           "stale": release != release_dir or config_moves or started < changed_at}
     stale = [int(port) for port, state in instances.items() if state["stale"]]
     unlisted = sorted(known_ports(service) - {int(port) for port in ports})
     print(json.dumps({"instances": instances, "stale_ports": stale, "unlisted_ports": unlisted}))
