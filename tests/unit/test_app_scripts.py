@@ -79,3 +79,8 @@ def test_a_host_without_the_link_yet_reads_as_never_changed(tmp_path):
     """A check-mode run on a fresh host: nothing written yet, and no error."""
     missing = str(tmp_path / "missing")
     assert instances.config_state(missing, str(tmp_path / "x.env"), missing) == (True, 0.0)
+
+
+def test_systemds_monotonic_start_reads_as_time_since_the_epoch():
+    """Started 2.5 s after boot, read 100 s after boot at epoch 1,000,000: 999,902.5."""
+    assert instances.started_since_epoch(2_500_000, 1_000_000.0, 100.0) == 999_902.5

@@ -15,6 +15,7 @@ fails against the restarts a rolling deploy avoids. The good deploy also carries
 on one instance past the app's DRAIN_TIMEOUT: it succeeds only if the deploy waited for it.
 """
 
+import base64
 import json
 import threading
 import time
@@ -292,6 +293,7 @@ def test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw(rollback_all
 # the users' traffic, and the change back. Once, on the balancer the stack runs last (the lab runs it per
 # balancer: make lab-test KIND=...).
 CONFIG_CHANGE = {"app_log_level": "warning"}
+ENV_LINK = "/etc/inventory/inventory.env"
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +325,26 @@ def test_a_config_change_by_site_restarts_every_instance_batch_by_batch(config_c
                for app in APP_HOSTS for port in PORTS), (before, between, after)
 
 
+INSTANCES_SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "app" / "files" / "instances.py"
+
+
+def stale_ports(app_host: str) -> list[int]:
+    """What the app role's own reading (roles/app/files/instances.py) finds stale now, against the
+    release and config the host's links point at: what the next site.yml would restart there."""
+    script = base64.b64encode(INSTANCES_SCRIPT.read_bytes()).decode()
+    output = container(app_host).check_output(
+        f"echo {script} | base64 -d > /run/instances-check.py && python3 /run/instances-check.py inventory"
+        f" $(readlink -f /opt/inventory/current) {ENV_LINK} $(readlink -f {ENV_LINK})"
+        f" /etc/systemd/system/inventory@.service {' '.join(map(str, PORTS))}; rm -f /run/instances-check.py")
+    return json.loads(output)["stale_ports"]
+
+
+def test_instances_just_restarted_by_the_rolling_path_are_not_stale(config_converges):
+    """Each instance started a few milliseconds after its config link was switched: the next converge
+    must not restart it again (make up on a running lab restarts nothing)."""
+    assert {app: stale_ports(app) for app in APP_HOSTS} == {app: [] for app in APP_HOSTS}
+
+
 def test_no_request_failed_during_the_config_change_or_back(config_converges):
     _, traffic, _, traffic_back, _, _, _ = config_converges
     traffic.assert_none_failed()
@@ -333,7 +355,6 @@ def test_no_request_failed_during_the_config_change_or_back(config_converges):
 # wrong. site.yml stages it on every host, batch 1 gets it and fails its gate, goes back to the config it
 # ran, and batch 2 never runs it. Before issue 33 the same change restarted the whole fleet onto it.
 FAILING_CONFIG = {"app_db_password": "not-the-database-password", "rollout_gate_timeout": 10}
-ENV_LINK = "/etc/inventory/inventory.env"
 
 
 def config_links() -> dict[str, str]:

@@ -5,8 +5,8 @@ Usage: instances.py SERVICE RELEASE_DIR ENV_LINK CONFIG_FILE UNIT_FILE PORT [POR
 
 stale_ports: the listed instances that run, but from another release than RELEASE_DIR, while ENV_LINK
 (the link their config is read through) points elsewhere than CONFIG_FILE, or since before the link,
-the config it points at or UNIT_FILE last changed. Reading the running state, rather than remembering that a file changed,
-means a run that failed after a change still restarts what that change left behind.
+the config it points at or UNIT_FILE last changed. Reading the running state, rather than remembering
+that a file changed, means a run that failed after a change still restarts what that change left behind.
 unlisted_ports: instances on other ports that are loaded (running, say) or enabled.
 """
 
@@ -16,27 +16,24 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 
-def main_pid(unit: str) -> int:
-    result = subprocess.run(["systemctl", "show", "--property=MainPID", "--value", unit],
+def main_process(unit: str) -> tuple[int, float]:
+    """The unit's main PID (0 when it does not run) and when systemd started it, in seconds since the
+    epoch. systemd's monotonic timestamp is exact to the microsecond, where /proc's start time counts
+    from a boot time rounded down to the second: an instance started right after its config link was
+    switched could read as started before the switch."""
+    result = subprocess.run(["systemctl", "show", "--property=MainPID,ExecMainStartTimestampMonotonic", unit],
                             capture_output=True, text=True, check=False)
-    return int(result.stdout.strip() or 0)
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    monotonic_us = int(values.get("ExecMainStartTimestampMonotonic") or 0)
+    return int(values.get("MainPID") or 0), started_since_epoch(monotonic_us, time.time(), time.monotonic())
 
 
-def boot_time() -> float:
-    with open("/proc/stat", encoding="ascii") as stat:
-        for line in stat:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise RuntimeError("/proc/stat has no btime line")
-
-
-def start_time(pid: int, btime: float) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # The command name may hold spaces: the fields after it start past its closing parenthesis.
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+def started_since_epoch(monotonic_us: int, now: float, now_monotonic: float) -> float:
+    """A CLOCK_MONOTONIC timestamp in microseconds, as seconds since the epoch."""
+    return now - now_monotonic + monotonic_us / 1_000_000
 
 
 def release_of(pid: int) -> str:
@@ -73,15 +70,13 @@ def config_state(env_link: str, config_file: str, unit_file: str) -> tuple[bool,
 def main() -> int:
     service, release_dir, env_link, config_file, unit_file, *ports = sys.argv[1:]
     config_moves, changed_at = config_state(env_link, config_file, unit_file)
-    btime = boot_time()
     instances = {}
     for port in ports:
-        pid = main_pid(f"{service}@{port}.service")
+        pid, started = main_process(f"{service}@{port}.service")
         if pid == 0:
             instances[port] = {"running": False, "stale": False}
             continue
         release = release_of(pid)
-        started = start_time(pid, btime)
         instances[port] = {"running": True, "release": release, "started": started,
                            "stale": release != release_dir or config_moves or started < changed_at}
     stale = [int(port) for port, state in instances.items() if state["stale"]]
