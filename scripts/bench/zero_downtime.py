@@ -547,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handle_signals()
     try:
         if args.prebuild:
-            all_versions = [versions[kind][name] for kind in args.kinds for name in args.cases if name != "control"]
+            all_versions = [versions[kind][name] for kind in args.kinds for name in args.cases if name in versions[kind]]
             if all_versions:
                 prebuild(all_versions, args, work_dir)
         for kind in args.kinds:
