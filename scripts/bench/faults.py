@@ -52,6 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 import zero_downtime as zd  # noqa: E402  (processes, playbooks, the load generator in the background)
+from zero_downtime import balancers  # noqa: E402  (scripts/balancers.py: the balancer kinds)
 
 log = logging.getLogger("faults")
 

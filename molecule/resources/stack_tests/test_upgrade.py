@@ -381,7 +381,7 @@ def test_a_config_that_fails_readiness_stops_site_after_the_first_batch(failing_
     assert result.returncode != 0, output[-4000:]
     assert "stopped at batch 1 of 2" in output, output[-4000:]
     assert f"{APP_HOSTS[0]}_8000" in output
-    assert "Batch 1 went back to its previous release and into the balancer" in output
+    assert "Batch 1 went back to its previous release and config, and into the balancer" in output
 
 
 def test_the_failed_batch_is_back_on_its_previous_config_and_ready(failing_config_converge):
