@@ -550,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["kinds"][kind] = kind_result
             if args.setup:
                 setup_vars = {"lb_kind": kind, "app_rate_limit_per_minute": args.app_rate_limit,
-                              **zd.parse_extra_vars(args.extra_var)}
+                              **zd.CONVERGE_VERSION, **zd.parse_extra_vars(args.extra_var)}
                 setup = zd.run_playbook("site.yml", setup_vars,
                                         args.inventory, work_dir / f"{kind}-site.log", args.playbook_timeout)
                 kind_result["setup"] = {"rc": setup.rc, "seconds": setup.seconds}
@@ -565,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failed = failed or bool(kind_result["faults"][name].get("error"))
                 zd.write_results(results, results_path)
         if args.restore and args.setup:
-            restore_vars = {k: v for k, v in zd.parse_extra_vars(args.extra_var).items() if k != "lb_kind"}
+            restore_vars = {**zd.CONVERGE_VERSION,
+                            **{k: v for k, v in zd.parse_extra_vars(args.extra_var).items() if k != "lb_kind"}}
             restore = zd.run_playbook("site.yml", restore_vars, args.inventory, work_dir / "restore-site.log",
                                       args.playbook_timeout)
             results["restore"] = {"rc": restore.rc, "seconds": restore.seconds}

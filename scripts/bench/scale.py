@@ -112,7 +112,7 @@ def command_fidelity(args: argparse.Namespace) -> int:
     for kind in args.kinds:
         if args.setup:
             setup = zd.run_playbook("site.yml", {"lb_kind": kind, "app_rate_limit_per_minute": 0,
-                                                 "lb_rate_limit_per_second": 100000},
+                                                 "lb_rate_limit_per_second": 100000, **zd.CONVERGE_VERSION},
                                     args.inventory, work_dir / f"{kind}-site.log", args.playbook_timeout)
             if setup.rc != 0:
                 results["kinds"][kind] = {"error": f"site.yml failed; see {setup.log}"}
@@ -125,7 +125,8 @@ def command_fidelity(args: argparse.Namespace) -> int:
         results["kinds"][kind] = figures
         log.info("%s: worst deviation %s pp over %d answers", kind, figures["worst_deviation_pp"], figures["answered"])
     if args.setup and args.restore:
-        zd.run_playbook("site.yml", {}, args.inventory, work_dir / "restore-site.log", args.playbook_timeout)
+        zd.run_playbook("site.yml", dict(zd.CONVERGE_VERSION), args.inventory, work_dir / "restore-site.log",
+                        args.playbook_timeout)
     path = args.out_dir / f"scale-{stamp}.json"
     zd.write_results(results, path)
     print("| balancer | app hosts | instances | requests answered | other answers | worst deviation (pp) |")
@@ -181,7 +182,8 @@ def command_rollout(args: argparse.Namespace) -> int:
     failed = False
     for size in args.sizes:
         os.environ["ROLLGATE_APP_HOSTS"] = str(size)
-        setup = zd.run_playbook("site.yml", common, args.inventory, work_dir / f"site-{size}.log", args.playbook_timeout)
+        setup = zd.run_playbook("site.yml", {**common, **zd.CONVERGE_VERSION}, args.inventory, work_dir / f"site-{size}.log",
+                                args.playbook_timeout)
         if setup.rc != 0:
             results["runs"].append({"app_hosts": size, "error": f"site.yml failed; see {setup.log}"})
             failed = True

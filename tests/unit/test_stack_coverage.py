@@ -46,6 +46,10 @@ ONCE = [
     "test_upgrade.py::test_an_in_flight_count_it_cannot_read_stops_the_deploy_naming_the_instance",
     "test_upgrade.py::test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw",
     "test_upgrade.py::test_no_request_failed_during_the_config_change_or_back",
+    "test_upgrade.py::test_a_converge_against_a_deployed_version_stops_naming_both_versions_and_the_ways_out",
+    "test_upgrade.py::test_the_refused_converge_changed_no_host_and_no_instance",
+    "test_upgrade.py::test_the_switch_rolls_every_instance_to_the_inventorys_version",
+    "test_upgrade.py::test_a_converge_limited_to_one_app_host_and_the_balancer_keeps_every_backend",
 ]
 
 
