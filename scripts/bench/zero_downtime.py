@@ -17,7 +17,10 @@ of loadgen.py (started, given --steady seconds, the playbook, --after seconds mo
 - rolling: playbooks/rolling_deploy.yml to a new version (expected to succeed);
 - naive:   scripts/bench/naive_restart.yml to another version, a plain serial restart (the baseline);
 - failing: rolling_deploy.yml to a version whose readiness never passes (app_fail_readiness=true):
-           the playbook is expected to fail (rc != 0) after rolling its first batch back.
+           the playbook is expected to fail (rc != 0) after rolling its first batch back;
+- converge_version: site.yml -e app_converge_version=true after a deploy case: the converge rolls the
+           fleet back to the inventory's version on purpose, batch by batch (issue 34; without the
+           switch site.yml stops before any host changes).
 
 Every playbook gets the same extra vars: lb_kind (a playbook that touches the balancer must not fall
 back to the inventory's kind), the bench's app_rate_limit_per_minute (the app limits per client
@@ -72,7 +75,7 @@ NAIVE_PLAYBOOK = "scripts/bench/naive_restart.yml"
 STAGE_PLAYBOOK = "playbooks/stage_release.yml"
 SITE_PLAYBOOK = "site.yml"
 KINDS = balancers.kinds()
-CASES = ("control", "converge_config", "converge_failing_config", "rolling", "naive", "failing")
+CASES = ("control", "converge_config", "converge_failing_config", "rolling", "naive", "failing", "converge_version")
 # converge_config: the one app setting site.yml changes (issue 33), on the version the lab runs.
 CONVERGE_CHANGE = {"app_log_level": "warning"}
 # converge_failing_config: a config whose readiness fails, with a gate as short as the failing deploy's.
@@ -116,6 +119,10 @@ def build_cases(names: Sequence[str], versions: dict[str, str], common_vars: dic
     cases = []
     running: dict[str, str] = {}
     for name in names:
+        if name == "converge_version":
+            cases.append(Case(name, SITE_PLAYBOOK, "", {**common_vars, **CONVERGE_VERSION}, expect_success=True))
+            running = {}
+            continue
         if name in site_changes:
             # control: site.yml on the lab as it is, Ansible as busy as during a deploy, but nothing changes.
             cases.append(Case(name, SITE_PLAYBOOK, "", {**common_vars, **running, **site_changes[name]},

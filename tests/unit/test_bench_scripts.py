@@ -37,3 +37,6 @@ def test_the_site_cases_keep_the_version_the_lab_runs_when_they_start():
     assert by_name["converge_failing_config"].extra_vars["app_version"] == "1.9.2"
     assert [case.expect_success for case in cases] == [True, True, True, False, True, False]
     assert by_name["failing"].extra_vars["app_fail_readiness"] is True
+    after_switch = zero_downtime.build_cases(["rolling", "converge_version", "control"], versions, {"lb_kind": "nginx"})
+    assert after_switch[1].extra_vars == {"lb_kind": "nginx", "app_converge_version": True}
+    assert after_switch[2].extra_vars == {"lb_kind": "nginx"}
