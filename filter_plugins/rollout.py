@@ -7,6 +7,8 @@
 - ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
 - ``slow_start_ramp``: the slow start's steps that change a returning batch's weights, with their pauses.
 - ``rollout_report``: the summary table printed at the end of a rollout.
+- ``rollout_settings_check``: every numeric rollout setting against its range (``ROLLOUT_NUMBERS``, the one
+  table of them) and the in-flight path, all the bad ones named in one message, before any host is contacted.
 - ``in_flight_unread_by_host`` and ``in_flight_unread_running``: after the in-flight wait, which
   instances whose count could not be read are still running by systemd (the wait fails on those).
 - ``apache_members_out_of_service`` and ``apache_runtime_plan``: read Apache's balancer-manager, to
@@ -254,11 +256,51 @@ def _number(name: str, value: Any, whole: bool, minimum: float, example: str) ->
     return number
 
 
+# The rollout's numeric settings: (whole number, minimum, example). The one table of their ranges: the
+# validate entry point checks them all before any host is contacted, and the filters that read one
+# check it here too.
+ROLLOUT_NUMBERS: dict[str, tuple[bool, float, str]] = {
+    "rollout_min_healthy": (True, 0, "1"),
+    "rollout_slow_start": (False, 0, "30"),
+    "rollout_slow_start_steps": (True, 1, "4"),
+    "rollout_drain_timeout": (True, 0, "60"),
+    "rollout_gate_successes": (True, 1, "2"),
+    "rollout_gate_timeout": (True, 1, "90"),
+    "rollout_balancer_timeout": (True, 1, "60"),
+}
+
+
+def _setting(name: str, value: Any) -> Any:
+    whole, minimum, example = ROLLOUT_NUMBERS[name]
+    return _number(name, value, whole, minimum, example)
+
+
+def rollout_settings_check(settings: Any) -> dict[str, Any]:
+    """The numeric settings of ``settings`` (those ROLLOUT_NUMBERS knows) as numbers, and
+    rollout_in_flight_path; every one out of its range is named in one error, with its range."""
+    if not isinstance(settings, Mapping):
+        raise RolloutError(f"rollout_settings_check expects a mapping of rollout settings, got {settings!r}")
+    errors, checked = [], {}
+    for name in ROLLOUT_NUMBERS:
+        if name in settings:
+            try:
+                checked[name] = _setting(name, settings[name])
+            except RolloutError as error:
+                errors.append(str(error))
+    path = settings.get("rollout_in_flight_path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path)):
+        errors.append(f"rollout_in_flight_path must be the path of each instance's metrics, starting with / "
+                      f"(such as /health/metrics), got {path!r}")
+    if errors:
+        raise RolloutError("; ".join(errors))
+    return checked
+
+
 def slow_start_steps(seconds: Any, steps: Any) -> list[int]:
     """The weight percentages a returning batch goes through: ``steps`` equal steps up to 100, or just
     [100] when the slow start is off (0 seconds)."""
-    seconds = _number("rollout_slow_start", seconds, whole=False, minimum=0, example="30")
-    steps = _number("rollout_slow_start_steps", steps, whole=True, minimum=1, example="4")
+    seconds = _setting("rollout_slow_start", seconds)
+    steps = _setting("rollout_slow_start_steps", steps)
     if seconds == 0:
         return [100]
     return [math.ceil(100 * step / steps) for step in range(1, steps + 1)]
@@ -412,6 +454,7 @@ class FilterModule:
                 ("slow_start_steps", slow_start_steps),
                 ("slow_start_ramp", slow_start_ramp),
                 ("rollout_report", rollout_report),
+                ("rollout_settings_check", rollout_settings_check),
                 ("in_flight_unread_by_host", in_flight_unread_by_host),
                 ("in_flight_unread_running", in_flight_unread_running),
                 ("apache_members_out_of_service", apache_members_out_of_service),

@@ -122,6 +122,11 @@ BAD_INPUTS = {
                                  ["lb_http_port and lb_https_port are both 80", "give HTTPS its own port"]),
     "own certificate not given": ([(f"{ALL}/lb_tls_self_signed", False)],
                                   ["lb_tls_self_signed is false, so set lb_tls_certificate_src and lb_tls_private_key_src"]),
+    "certificate file not on the controller": ([(f"{ALL}/lb_tls_self_signed", False),
+                                                (f"{ALL}/lb_tls_certificate_src", "/nonexistent/site.crt"),
+                                                (f"{ALL}/lb_tls_private_key_src", "/nonexistent/site.key")],
+                                               ["lb_tls_certificate_src is /nonexistent/site.crt, which is not a file on "
+                                                "the controller", "give the path of your certificate"]),
     "draining an unknown backend": ([(f"{ALL}/lb_drained_backends", ["app9_8000"])],
                                     ["lb_drained_backends names app9_8000", "use <host>_<port> names from app1_8000"]),
 }
@@ -166,6 +171,19 @@ BAD_DEPLOYS = {
     "batch size over 100%": (["-e", "rollout_batch_size=150%"],
                              ["rollout_batch_size '150%' must be a percentage above 0% and at most 100%"]),
     "negative slow start": (["-e", "rollout_slow_start=-5"], ["rollout_slow_start must be"]),
+    "negative drain timeout": (["-e", "rollout_drain_timeout=-1"],
+                               ["rollout_drain_timeout must be a whole number >= 0 (such as 60), got '-1'"]),
+    "gate of 0 readiness checks": (["-e", "rollout_gate_successes=0"],
+                                   ["rollout_gate_successes must be a whole number >= 1 (such as 2), got '0'"]),
+    "gate timeout 0 and balancer timeout negative": (
+        ["-e", "rollout_gate_timeout=0", "-e", "rollout_balancer_timeout=-5"],
+        ["rollout_gate_timeout must be a whole number >= 1 (such as 90), got '0'",
+         "rollout_balancer_timeout must be a whole number >= 1 (such as 60), got '-5'"]),
+    "in-flight path not a path": (["-e", "rollout_in_flight_path=health/metrics"],
+                                  ["rollout_in_flight_path must be the path of each instance's metrics, starting with /"]),
+    "app group renamed": (["-e", "rollout_app_group=apps"],
+                          ["rollout_app_group is 'apps', which is not a group of the inventory (its groups: app, db, lb, "
+                           "redis): set rollout_app_group to the group of the app hosts"]),
     "hook not an absolute path": (["-e", "rollout_after_batch_tasks_file=hooks/smoke.yml"],
                                   ["rollout_after_batch_tasks_file is hooks/smoke.yml, which is not a file on the controller",
                                    "give the task file's absolute path", "/hooks/after_batch.yml"]),
@@ -193,7 +211,8 @@ def test_bad_rollout_settings_stop_the_deploy_before_any_host_is_contacted(tmp_p
     assert_bad_rollout_settings_stop(tmp_path, "playbooks/rolling_deploy.yml", case)
 
 
-@pytest.mark.parametrize("case", ["batch size over 100%", "unknown failure policy"])
+@pytest.mark.parametrize("case", ["batch size over 100%", "unknown failure policy", "negative drain timeout",
+                                  "app group renamed"])
 def test_site_checks_the_rollout_settings_it_restarts_with_before_any_host_is_contacted(tmp_path, case):
     """site.yml restarts changed instances through the rollout (issue 33), so a bad rollout setting
     stops it first, as it stops a deploy."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 import rollout
 
 FILTERS = rollout.FilterModule().filters()
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def fleet(*ports_per_host: int) -> list[dict]:
@@ -296,3 +301,47 @@ def test_nothing_stale_means_no_batch():
 def test_stale_ports_that_are_not_a_mapping_are_refused():
     with pytest.raises(AnsibleFilterError, match="map each host to its ports"):
         FILTERS["restart_batches"](rollout.rollout_batches(fleet(2, 2)), [8000])
+
+
+# -- rollout_settings_check: every numeric setting against its range, before any host ---------------------
+
+def test_the_settings_check_returns_the_numbers_read_from_strings():
+    """Extra vars arrive as strings."""
+    assert rollout.rollout_settings_check({"rollout_drain_timeout": "30", "rollout_slow_start": "2.5",
+                                           "rollout_in_flight_path": "/health/metrics"}) == {
+        "rollout_drain_timeout": 30, "rollout_slow_start": 2.5}
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), [
+    ("rollout_drain_timeout", -1, "rollout_drain_timeout must be a whole number >= 0 (such as 60), got -1"),
+    ("rollout_gate_successes", 0, "rollout_gate_successes must be a whole number >= 1 (such as 2), got 0"),
+    ("rollout_gate_timeout", "0", "rollout_gate_timeout must be a whole number >= 1"),
+    ("rollout_balancer_timeout", 2.5, "rollout_balancer_timeout must be a whole number >= 1"),
+    ("rollout_slow_start", "soon", "rollout_slow_start must be a number >= 0"),
+    ("rollout_slow_start_steps", True, "rollout_slow_start_steps must be a whole number >= 1"),
+    ("rollout_min_healthy", -2, "rollout_min_healthy must be a whole number >= 0"),
+    ("rollout_in_flight_path", "metrics", "rollout_in_flight_path must be the path of each instance's metrics"),
+    ("rollout_in_flight_path", "/health /metrics", "starting with /"),
+])
+def test_a_setting_out_of_its_range_is_named_with_its_range(name, value, fragment):
+    with pytest.raises(rollout.RolloutError, match=re.escape(fragment)):
+        rollout.rollout_settings_check({name: value})
+
+
+def test_every_bad_setting_is_named_at_once():
+    with pytest.raises(rollout.RolloutError) as error:
+        rollout.rollout_settings_check({"rollout_gate_timeout": 0, "rollout_drain_timeout": -1})
+    assert "rollout_gate_timeout" in str(error.value) and "rollout_drain_timeout" in str(error.value)
+
+
+def test_every_number_of_the_entry_points_spec_has_a_range():
+    """The spec types the settings; ROLLOUT_NUMBERS, the one table of ranges, covers each number of it."""
+    spec = yaml.safe_load((REPO_ROOT / "roles" / "rollout" / "meta" / "argument_specs.yml").read_text())
+    options = spec["argument_specs"]["validate"]["options"]
+    numbers = {name for name, option in options.items() if option.get("type") in ("int", "float")}
+    assert numbers == set(rollout.ROLLOUT_NUMBERS)
+
+
+def test_the_settings_check_is_a_filter():
+    with pytest.raises(AnsibleFilterError, match="rollout_gate_successes"):
+        FILTERS["rollout_settings_check"]({"rollout_gate_successes": 0})
