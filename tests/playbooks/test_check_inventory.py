@@ -155,6 +155,7 @@ def test_a_good_inventory_passes_the_checks_and_stops_when_the_hosts_do_not_answ
     result = run(tmp_path, GOOD_INVENTORY)
     output = result.stdout + result.stderr
     assert result.returncode != 0
+    assert "a variable no role knows" not in output
     assert "Check each host's variables against its roles' argument specs" in output
     assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
     for host, address in [("lb1", "192.0.2.10"), ("app1", "192.0.2.11"), ("db1", "192.0.2.14")]:
@@ -242,3 +243,14 @@ def test_staging_checks_the_inventory_then_stops_when_the_hosts_do_not_answer(tm
     assert result.returncode != 0
     assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
     assert "Install the release beside the running one" not in output
+
+
+def test_a_misspelt_variable_is_warned_about_naming_the_closest_and_the_run_goes_on(tmp_path):
+    """Warn only: users keep their own variables beside ours. The run goes on to the hosts (here: none
+    answers) with app_version as the inventory sets it."""
+    result = run(tmp_path, changed(changed(GOOD_INVENTORY, f"{ALL}/app_verison", "1.2.0"), f"{APP1}/lb_http_prot", 8080))
+    output = result.stdout + result.stderr
+    assert "app_verison (on every host) is set but no role knows it, so it changes nothing: did you mean app_version?" \
+        in output, output[-3000:]
+    assert "lb_http_prot (on app1) is set but no role knows it" in output and "did you mean lb_http_port?" in output
+    assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]

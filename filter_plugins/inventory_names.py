@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+"""Filters on the names of the inventory's variables.
+
+- ``spec_option_names``: every option name of the roles' argument specs (all their entry points).
+- ``unknown_role_variables``: the variables that start with a role's prefix but that no role knows, each
+  with the closest known name: a misspelt variable is otherwise ignored, and the role runs with its default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+# The roles' prefixes (STYLE.md: role-prefixed variables).
+ROLE_PREFIXES = ("app_", "common_", "lb_", "postgresql_", "redis_", "rollout_")
+
+
+def spec_option_names(specs: Iterable[Any]) -> list[str]:
+    """The option names of every entry point of each parsed meta/argument_specs.yml, sorted, once each."""
+    names: set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("argument_specs"), Mapping):
+            raise AnsibleFilterError(f"spec_option_names: expected parsed meta/argument_specs.yml files, got {spec!r:.200}")
+        for entry_point in spec["argument_specs"].values():
+            names.update((entry_point or {}).get("options") or {})
+    return sorted(names)
+
+
+def unknown_role_variables(variables: Mapping[str, Iterable[str]], known: Iterable[str],
+                           prefixes: Iterable[str] = ROLE_PREFIXES) -> list[str]:
+    """One line per unknown name: ``name (on host, host) ... did you mean closest?`` ("every host" when
+    every host of ``variables`` has it).
+
+    ``variables``: per host, the names of its variables (inventory, extra vars). A name counts when it
+    starts with one of ``prefixes`` and is not in ``known``; users' own variables beside ours are theirs
+    to name, so the caller warns and does not stop.
+    """
+    if not isinstance(variables, Mapping):
+        raise AnsibleFilterError(f"unknown_role_variables: expected {{host: [variable names]}}, got {variables!r:.200}")
+    known_names = sorted(set(known))
+    prefixes = tuple(prefixes)
+    hosts_by_name: dict[str, list[str]] = {}
+    for host, names in variables.items():
+        for name in names:
+            if isinstance(name, str) and name.startswith(prefixes) and name not in known_names:
+                hosts_by_name.setdefault(name, []).append(str(host))
+    every_host = sorted(str(host) for host in variables)
+    lines = []
+    for name in sorted(hosts_by_name):
+        where = "every host" if len(every_host) > 1 and sorted(hosts_by_name[name]) == every_host \
+            else ", ".join(hosts_by_name[name])
+        same_role = [known for known in known_names if known.startswith(name.split("_", 1)[0] + "_")]
+        closest = difflib.get_close_matches(name, same_role or known_names, n=1, cutoff=0.6)
+        hint = f"did you mean {closest[0]}?" if closest else "no role has a variable of a similar name."
+        lines.append(f"{name} (on {where}) is set but no role knows it, so it changes "
+                     f"nothing: {hint}")
+    return lines
+
+
+class FilterModule:
+    """Inventory name filters."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {"spec_option_names": spec_option_names, "unknown_role_variables": unknown_role_variables}
