@@ -127,6 +127,15 @@ BAD_INPUTS = {
                                                 (f"{ALL}/lb_tls_private_key_src", "/nonexistent/site.key")],
                                                ["lb_tls_certificate_src is /nonexistent/site.crt, which is not a file on "
                                                 "the controller", "give the path of your certificate"]),
+    "Redis port as the app sees it differs": ([(f"{ALL}/app_redis_port", 6380)],
+                                              ["app1: app_redis_port is 6380, but redis1 (the first host of group "
+                                               "redis, which the app uses) sets redis_port 6379",
+                                               "set both to one port"]),
+    "database port set on its group only": ([("all/children/db/hosts/db1/postgresql_port", 5433)],
+                                            ["app2: app_db_port is 5432, but db1", "sets postgresql_port 5433"]),
+    "one port for two things on the balancer": ([(f"{ALL}/lb_kind", "haproxy"), (f"{ALL}/lb_https_port", 8404)],
+                                                ["lb1: port 8404 is given to lb_haproxy_stats_port and lb_https_port: "
+                                                 "give each its own port"]),
     "draining an unknown backend": ([(f"{ALL}/lb_drained_backends", ["app9_8000"])],
                                     ["lb_drained_backends names app9_8000", "use <host>_<port> names from app1_8000"]),
 }
