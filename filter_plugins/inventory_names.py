@@ -14,10 +14,6 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# The roles' prefixes (STYLE.md: role-prefixed variables).
-ROLE_PREFIXES = ("app_", "common_", "lb_", "postgresql_", "redis_", "rollout_")
-
-
 def spec_option_names(specs: Iterable[Any]) -> list[str]:
     """The option names of every entry point of each parsed meta/argument_specs.yml, sorted, once each."""
     names: set[str] = set()
@@ -29,19 +25,19 @@ def spec_option_names(specs: Iterable[Any]) -> list[str]:
     return sorted(names)
 
 
-def unknown_role_variables(variables: Mapping[str, Iterable[str]], known: Iterable[str],
-                           prefixes: Iterable[str] = ROLE_PREFIXES) -> list[str]:
+def unknown_role_variables(variables: Mapping[str, Iterable[str]], known: Iterable[str]) -> list[str]:
     """One line per unknown name: ``name (on host, host) ... did you mean closest?`` ("every host" when
     every host of ``variables`` has it).
 
     ``variables``: per host, the names of its variables (inventory, extra vars). A name counts when it
-    starts with one of ``prefixes`` and is not in ``known``; users' own variables beside ours are theirs
+    starts with a role's prefix (the first word and underscore of the ``known`` names: every role's
+    variables start with its name) and is not in ``known``; users' own variables beside ours are theirs
     to name, so the caller warns and does not stop.
     """
     if not isinstance(variables, Mapping):
         raise AnsibleFilterError(f"unknown_role_variables: expected {{host: [variable names]}}, got {variables!r:.200}")
     known_names = sorted(set(known))
-    prefixes = tuple(prefixes)
+    prefixes = tuple(sorted({name.split("_", 1)[0] + "_" for name in known_names}))
     hosts_by_name: dict[str, list[str]] = {}
     for host, names in variables.items():
         for name in names:

@@ -141,6 +141,11 @@ def active_kind() -> str:
 APP_ROOT = "/opt/inventory"
 
 
+# Each balancer's config file on the lb host, as the lb role writes it with the default paths.
+BALANCER_CONFIGS = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/haproxy.cfg",
+                    "apache": "/etc/apache2/sites-available/rollgate.conf"}
+
+
 def fleet_version() -> str:
     """The version every app host runs (its `current` release), one exec per host; an error when they
     differ, since a switch or a converge must not choose between them."""

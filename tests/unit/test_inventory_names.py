@@ -12,7 +12,7 @@ import inventory_names
 from inventory_names import spec_option_names, unknown_role_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-KNOWN = ["app_version", "app_instance_ports", "lb_kind", "lb_http_port", "rollout_gate_timeout"]
+KNOWN = ["app_version", "app_instance_ports", "lb_kind", "lb_http_port", "rollout_gate_timeout", "redis_port"]
 
 
 def test_a_misspelt_name_is_named_with_the_closest_known_one():
@@ -32,8 +32,9 @@ def test_a_name_set_on_every_host_says_so_and_others_list_their_hosts():
 
 
 def test_names_without_a_role_prefix_and_known_names_are_left_alone():
-    """Users keep their own variables beside ours."""
-    assert unknown_role_variables({"h": ["my_app_setting", "ansible_host", "application", "lb_kind"]}, KNOWN) == []
+    """Users keep their own variables beside ours; the prefixes are those of the known names."""
+    assert unknown_role_variables({"h": ["my_app_setting", "ansible_host", "application", "lb_kind",
+                                         "postgresql_port"]}, KNOWN) == []
 
 
 def test_a_name_far_from_every_known_one_gets_no_guess():

@@ -9,12 +9,12 @@ import os
 
 import pytest
 
-from testlib import changed_counts, container, host_name, instances, run_playbook
+from testlib import BALANCER_CONFIGS, changed_counts, container, host_name, instances, run_playbook
 
 LB_HOST = host_name("lb1")
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 # Every balancer's config that is on the lb host (a switch leaves the others' files in place).
-BALANCER_CONFIGS = ["/etc/nginx/nginx.conf", "/etc/haproxy/haproxy.cfg", "/etc/apache2/sites-available/rollgate.conf"]
+CONFIG_FILES = list(BALANCER_CONFIGS.values())
 # An app host on a TEST-NET address (RFC 5737): nothing answers there.
 SILENT_HOST = host_name("app9")
 MISSING_VERSION = "999.0.0"
@@ -31,8 +31,8 @@ def service_state() -> dict:
             state[f"{app_host}:{port}"] = (pid, readiness.get("version"))
     # Only the active balancer's configs exist (sha256sum exits 1 on the others): at least one must be read.
     state["balancer configs"] = container(LB_HOST).check_output(
-        f"sha256sum {' '.join(BALANCER_CONFIGS)} 2>/dev/null || true")
-    assert state["balancer configs"].strip(), f"none of {BALANCER_CONFIGS} exists on {LB_HOST}"
+        f"sha256sum {' '.join(CONFIG_FILES)} 2>/dev/null || true")
+    assert state["balancer configs"].strip(), f"none of {CONFIG_FILES} exists on {LB_HOST}"
     return state
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from testlib import (HeldWrite, UserTraffic, WeightSampler, active_kind, app_drain_timeout, changed_counts, container,
-                     fleet_version, group_vars, host_name, instances, live_weights, record_traffic, run_playbook,
-                     served_instances)
+from testlib import (BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind, app_drain_timeout,
+                     changed_counts, container, fleet_version, group_vars, host_name, instances, live_weights,
+                     record_traffic, run_playbook, served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -470,10 +470,6 @@ def test_a_converge_against_a_degraded_fleet_stops_before_any_restart(failing_co
     assert f"{APP_HOSTS[1]}_8001 not ready now" in output, output[-3000:]
     assert main_pids(APP_HOSTS[0]) == before
     assert config_links() == links_before
-
-
-BALANCER_CONFIGS = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/haproxy.cfg",
-                    "apache": "/etc/apache2/sites-available/rollgate.conf"}
 
 
 def test_a_converge_limited_to_one_app_host_and_the_balancer_keeps_every_backend():
