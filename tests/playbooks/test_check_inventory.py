@@ -61,6 +61,7 @@ APP1 = "all/children/app/hosts/app1"
 APP2 = "all/children/app/hosts/app2"
 ALL = "all/vars"
 SPEC_FIX = "Set each variable named to a value of the type and choices its role's meta/argument_specs.yml gives"
+APP_FIX = "Set each variable named to a value the service accepts (its rules: app/src/inventory_service/config.py)"
 SECRET_FIX = "in the inventory (in production from ansible-vault"
 
 # Each bad input: the edits that make it ([path, value] pairs, None deletes) and fragments of the message,
@@ -85,7 +86,8 @@ BAD_INPUTS = {
     "every capacity 0": ([(f"{APP1}/app_capacity", 0), (f"{APP2}/app_capacity", 0)],
                          ["every backend has capacity 0", "give at least one a positive capacity"]),
     "missing app key": ([(f"{ALL}/app_key", None)], ["app_key (the app's session signing key) is not set", SECRET_FIX]),
-    "short app key": ([(f"{ALL}/app_key", "short")], ["app_key must be at least 32 characters"]),
+    "short app key": ([(f"{ALL}/app_key", "short")],
+                      ["app1: app_key (APP_KEY) is 5 characters long, fewer than 32", APP_FIX]),
     "missing vault secret": ([(f"{ALL}/app_key", "{{ vault_app_key }}")],
                              ["app_key (the app's session signing key) is not set, or is set to a variable that is not "
                               "defined, such as a vault variable", "--ask-vault-pass or --vault-id"]),
@@ -108,7 +110,21 @@ BAD_INPUTS = {
     "unknown app environment": ([(f"{ALL}/app_env", "prod")],
                                 ["app_env must be one of: production, staging, testing, development, local", SPEC_FIX]),
     "database pool max below min": ([(f"{ALL}/app_db_pool_min", 5), (f"{ALL}/app_db_pool_max", 1)],
-                                    ["app_db_pool_max (1) must be at least app_db_pool_min (5)"]),
+                                    ["app1: app_db_pool_max (DB_POOL_MAX) must be at least app_db_pool_min (5), got 1",
+                                     APP_FIX]),
+    # The service's own validator, run on the controller: ranges, encodings, networks the specs do not know.
+    "rate limit below 0": ([(f"{ALL}/app_rate_limit_per_minute", -5)],
+                           ["app2: app_rate_limit_per_minute (RATE_LIMIT_PER_MINUTE) must be an integer from 0 to "
+                            "10000000, got '-5'", APP_FIX]),
+    "health allowlist not a network": ([(f"{APP2}/app_health_allowed_networks", ["10.0.0.0/33"])],
+                                       ["app2: app_health_allowed_networks (HEALTH_ALLOWED_IPS) must be a "
+                                        "comma-separated list of addresses or CIDRs, got '10.0.0.0/33'", APP_FIX]),
+    "Redis database beyond 15": ([(f"{ALL}/app_redis_cache_db", 16)],
+                                 ["app_redis_cache_db (REDIS_CACHE_DB) must be an integer from 0 to 15, got '16'"]),
+    "negative drain timeout": ([(f"{APP1}/app_drain_timeout", -1)],
+                               ["app1: app_drain_timeout (DRAIN_TIMEOUT) must be a number of seconds from 0 to 3600"]),
+    "short admin password": ([(f"{ALL}/app_admin_password", "short")],
+                             ["app_admin_password (ADMIN_PASSWORD) must be at least 8 characters long", APP_FIX]),
     "extra env replacing a role variable": ([(f"{ALL}/app_extra_env", {"APP_KEY": "x"})],
                                             ["app_extra_env sets APP_KEY", "set those instead"]),
     "Redis port 0": ([(f"{ALL}/redis_port", 0)], ["redis_port must be a TCP port between 1 and 65535, got 0"]),

@@ -19,6 +19,24 @@ APP_ENVIRONMENTS = ("production", "staging", "testing", "development", "local")
 SESSION_DRIVERS = ("redis",)
 DB_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_HEALTH_ALLOWED_IPS = "127.0.0.1/32,::1/128"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# The bounds of every number the service reads. The app role's argument specs repeat them in their
+# descriptions and choices, and a unit test (tests/unit/test_app_config.py) holds the two equal.
+RANGES: dict[str, tuple[int, int]] = {
+    "DB_POOL_MIN": (0, 100),
+    "DB_POOL_MAX": (1, 100),
+    "SESSION_LIFETIME": (1, 525600),
+    "REDIS_PORT": (1, 65535),
+    "REDIS_DB": (0, 15),
+    "REDIS_CACHE_DB": (0, 15),
+    "REDIS_SESSION_DB": (0, 15),
+    "REDIS_QUEUE_DB": (0, 15),
+    "DB_PORT": (1, 65535),
+    "CACHE_TTL": (1, 86400),
+    "RATE_LIMIT_PER_MINUTE": (0, 10_000_000),
+    "DRAIN_TIMEOUT": (0, 3600),
+    "DRAIN_DELAY": (0, 600),
+}
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -200,8 +218,8 @@ def load_settings(env: Mapping[str, str], port: int) -> Settings:
         read.problems.append("HEALTH_ALLOWED_IPS must be a comma-separated list of addresses or CIDRs, "
                              f"got {raw_networks!r}")
 
-    pool_min = read.integer("DB_POOL_MIN", 2, 0, 100)
-    pool_max = read.integer("DB_POOL_MAX", 10, 1, 100)
+    pool_min = read.integer("DB_POOL_MIN", 2, *RANGES["DB_POOL_MIN"])
+    pool_max = read.integer("DB_POOL_MAX", 10, *RANGES["DB_POOL_MAX"])
     if pool_max < pool_min:
         read.problems.append(f"DB_POOL_MAX must be at least DB_POOL_MIN ({pool_min}), got {pool_max}")
 
@@ -219,34 +237,34 @@ def load_settings(env: Mapping[str, str], port: int) -> Settings:
         app_instance=read.text("APP_INSTANCE", f"{socket.gethostname()}:{port}"),
         port=port,
         session_driver=read.choice("SESSION_DRIVER", "redis", SESSION_DRIVERS),
-        session_lifetime_minutes=read.integer("SESSION_LIFETIME", 120, 1, 525600),
+        session_lifetime_minutes=read.integer("SESSION_LIFETIME", 120, *RANGES["SESSION_LIFETIME"]),
         session_cookie_secure=read.boolean("SESSION_COOKIE_SECURE", True),
         redis_host=read.text("REDIS_HOST", "127.0.0.1"),
-        redis_port=read.integer("REDIS_PORT", 6379, 1, 65535),
+        redis_port=read.integer("REDIS_PORT", 6379, *RANGES["REDIS_PORT"]),
         redis_password=read.optional("REDIS_PASSWORD"),
-        redis_db=read.integer("REDIS_DB", 0, 0, 15),
-        redis_cache_db=read.integer("REDIS_CACHE_DB", 1, 0, 15),
-        redis_session_db=read.integer("REDIS_SESSION_DB", 2, 0, 15),
-        redis_queue_db=read.integer("REDIS_QUEUE_DB", 3, 0, 15),
+        redis_db=read.integer("REDIS_DB", 0, *RANGES["REDIS_DB"]),
+        redis_cache_db=read.integer("REDIS_CACHE_DB", 1, *RANGES["REDIS_CACHE_DB"]),
+        redis_session_db=read.integer("REDIS_SESSION_DB", 2, *RANGES["REDIS_SESSION_DB"]),
+        redis_queue_db=read.integer("REDIS_QUEUE_DB", 3, *RANGES["REDIS_QUEUE_DB"]),
         db_host=read.text("DB_HOST", "127.0.0.1"),
-        db_port=read.integer("DB_PORT", 5432, 1, 65535),
+        db_port=read.integer("DB_PORT", 5432, *RANGES["DB_PORT"]),
         db_database=read.required("DB_DATABASE", "the name of the PostgreSQL database"),
         db_username=read.required("DB_USERNAME", "the PostgreSQL user name"),
         db_password=read.required("DB_PASSWORD", "the PostgreSQL user's password"),
         db_sslmode=read.choice("DB_SSLMODE", "prefer", DB_SSLMODES),
         db_pool_min=pool_min,
         db_pool_max=pool_max,
-        cache_ttl=read.integer("CACHE_TTL", 300, 1, 86400),
-        rate_limit_per_minute=read.integer("RATE_LIMIT_PER_MINUTE", 600, 0, 10_000_000),
+        cache_ttl=read.integer("CACHE_TTL", 300, *RANGES["CACHE_TTL"]),
+        rate_limit_per_minute=read.integer("RATE_LIMIT_PER_MINUTE", 600, *RANGES["RATE_LIMIT_PER_MINUTE"]),
         health_allowed_networks=networks,
         health_token=read.optional("HEALTH_TOKEN"),
-        drain_timeout=read.number("DRAIN_TIMEOUT", 30.0, 0.0, 3600.0),
-        drain_delay=read.number("DRAIN_DELAY", 0.0, 0.0, 600.0),
+        drain_timeout=read.number("DRAIN_TIMEOUT", 30.0, *RANGES["DRAIN_TIMEOUT"]),
+        drain_delay=read.number("DRAIN_DELAY", 0.0, *RANGES["DRAIN_DELAY"]),
         fail_readiness=read.boolean("APP_FAIL_READINESS", False),
         admin_username=admin_username,
         admin_password=admin_password,
         access_log=read.boolean("ACCESS_LOG", False),
-        log_level=read.choice("LOG_LEVEL", "info", ("critical", "error", "warning", "info", "debug")),
+        log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
     )
     if read.problems:
         raise ConfigError(read.problems)
