@@ -34,11 +34,12 @@ GOOD_INVENTORY = {
 }
 
 
-def run(tmp_path: Path, inventory: dict, playbook: str = "site.yml", *extra: str) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, inventory: dict, playbook: str = "site.yml", *extra: str,
+        env: dict | None = None) -> subprocess.CompletedProcess:
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
     environment = {**os.environ, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts"),
-                   "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+                   "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **(env or {})}
     return subprocess.run(["ansible-playbook", "-i", str(path), playbook, *extra], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=300)
 
@@ -152,6 +153,18 @@ BAD_INPUTS = {
     "one port for two things on the balancer": ([(f"{ALL}/lb_kind", "haproxy"), (f"{ALL}/lb_https_port", 8404)],
                                                 ["lb1: port 8404 is given to lb_haproxy_stats_port and lb_https_port: "
                                                  "give each its own port"]),
+    # The balancer's own checker, on the controller, on the config lb1 would get: the specs pass these types.
+    "a size nginx does not read": ([(f"{ALL}/lb_nginx_client_max_body_size", "1 MB")],
+                                   ["nginx refuses the nginx config rendered for lb1", "`client_max_body_size 1 MB;`, "
+                                    "which holds lb_nginx_client_max_body_size", "a value nginx accepts"]),
+    "a network HAProxy does not read": ([(f"{ALL}/lb_kind", "haproxy"),
+                                         (f"{ALL}/lb_metrics_allowed_networks", ["10.0.0.0/33"])],
+                                        ["haproxy refuses the haproxy config rendered for lb1",
+                                         "`acl metrics_client src 10.0.0.0/33`, which holds lb_metrics_allowed_networks"]),
+    "a network Apache does not read": ([(f"{ALL}/lb_kind", "apache"),
+                                        (f"{ALL}/lb_metrics_allowed_networks", ["10.0.0.0/33"])],
+                                       ["apache2 refuses the apache config rendered for lb1",
+                                        "`Require ip 10.0.0.0/33`, which holds lb_metrics_allowed_networks"]),
     "draining an unknown backend": ([(f"{ALL}/lb_drained_backends", ["app9_8000"])],
                                     ["lb_drained_backends names app9_8000", "use <host>_<port> names from app1_8000"]),
 }
@@ -187,6 +200,18 @@ def test_a_good_inventory_passes_the_checks_and_stops_when_the_hosts_do_not_answ
         assert f"{host} ({address}: " in output
     assert "Fix the connection to each" in output
     assert "Prepare every host" not in output
+
+
+def test_a_controller_without_the_balancers_checker_names_the_package_and_goes_on(tmp_path):
+    """Never install a balancer on an operator's controller: say what would check the config, and go on
+    (the lb host checks it before its reload). nginx lives in /usr/sbin, left off PATH here."""
+    path = os.pathsep.join(entry for entry in os.environ["PATH"].split(os.pathsep) if not entry.endswith("sbin"))
+    inventory = with_edits([(f"{ALL}/lb_nginx_client_max_body_size", "1 MB")])
+    environment = {"PATH": path}
+    result = run(tmp_path, inventory, "site.yml", env=environment)
+    output = result.stdout + result.stderr
+    assert "nginx is not installed here, so it was not checked: install the package nginx on this machine" in output
+    assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
 
 
 # The rolling deploy: its settings, then the inventory it shares with site.yml.
