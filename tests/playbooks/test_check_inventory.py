@@ -153,6 +153,15 @@ BAD_INPUTS = {
     "one port for two things on the balancer": ([(f"{ALL}/lb_kind", "haproxy"), (f"{ALL}/lb_https_port", 8404)],
                                                 ["lb1: port 8404 is given to lb_haproxy_stats_port and lb_https_port: "
                                                  "give each its own port"]),
+    # Address fields that hold no address, and a listen address the balancer could never reach.
+    "an app address with a scheme": ([(f"{APP1}/app_address", "http://192.0.2.11")],
+                                     ["app1: app_address must be an IP address or a DNS name, such as 10.0.0.5 or "
+                                      "app1.internal, without a scheme, port or path; got 'http://192.0.2.11'"]),
+    "a Redis host with its port": ([(f"{ALL}/app_redis_host", "192.0.2.13:6379")],
+                                   ["app_redis_host must be an IP address or a DNS name", "got '192.0.2.13:6379'"]),
+    "instances listening on loopback only": ([(f"{ALL}/app_listen_address", "127.0.0.1")],
+                                             ["app1: app_listen_address is 127.0.0.1, a loopback address, which the "
+                                              "balancer on lb1 cannot reach from its host: set it to 0.0.0.0"]),
     # The balancer's own checker, on the controller, on the config lb1 would get: the specs pass these types.
     "a size nginx does not read": ([(f"{ALL}/lb_nginx_client_max_body_size", "1 MB")],
                                    ["nginx refuses the nginx config rendered for lb1", "`client_max_body_size 1 MB;`, "
