@@ -207,11 +207,12 @@ def group_vars() -> dict:
 
 
 def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900, verbosity: int = 0,
-                 extra_inventory: str | None = None, extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
+                 extra_inventory: str | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a playbook of the project (path relative to it) against the scenario's hosts, with
     `verbosity` -v flags; with `extra_inventory`, an inventory file merged with the scenario's. It is told
     the balancer the stack runs now, unless `extra_vars` names one. `extra_args`: more options of
-    ansible-playbook (--limit, say)."""
+    ansible-playbook (--limit, say). `env`: environment variables set over ansible_env()'s."""
     verbose = [f"-{'v' * verbosity}"] if verbosity else []
     extra = ["-i", extra_inventory] if extra_inventory else []
     kind = active_kind()
@@ -219,7 +220,7 @@ def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900, verbosity:
     return subprocess.run(
         ["ansible-playbook", *verbose, "-i", inventory(), *extra, *(extra_args or []), os.path.join(PROJECT_DIR, playbook),
          "-e", json.dumps(variables)],
-        env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False,
+        env={**ansible_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 

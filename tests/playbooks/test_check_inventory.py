@@ -164,15 +164,15 @@ BAD_INPUTS = {
                                               "balancer on lb1 cannot reach from its host: set it to 0.0.0.0"]),
     # The balancer's own checker, on the controller, on the config lb1 would get: the specs pass these types.
     "a size nginx does not read": ([(f"{ALL}/lb_nginx_client_max_body_size", "1 MB")],
-                                   ["nginx refuses the nginx config rendered for lb1", "`client_max_body_size 1 MB;`, "
+                                   ["nginx on the controller refuses the nginx config rendered for lb1", "`client_max_body_size 1 MB;`, "
                                     "which holds lb_nginx_client_max_body_size", "a value nginx accepts"]),
     "a network HAProxy does not read": ([(f"{ALL}/lb_kind", "haproxy"),
                                          (f"{ALL}/lb_metrics_allowed_networks", ["10.0.0.0/33"])],
-                                        ["haproxy refuses the haproxy config rendered for lb1",
+                                        ["haproxy on the controller refuses the haproxy config rendered for lb1",
                                          "`acl metrics_client src 10.0.0.0/33`, which holds lb_metrics_allowed_networks"]),
     "a network Apache does not read": ([(f"{ALL}/lb_kind", "apache"),
                                         (f"{ALL}/lb_metrics_allowed_networks", ["10.0.0.0/33"])],
-                                       ["apache2 refuses the apache config rendered for lb1",
+                                       ["apache2 on the controller refuses the apache config rendered for lb1",
                                         "`Require ip 10.0.0.0/33`, which holds lb_metrics_allowed_networks"]),
     "draining an unknown backend": ([(f"{ALL}/lb_drained_backends", ["app9_8000"])],
                                     ["lb_drained_backends names app9_8000", "use <host>_<port> names from app1_8000"]),
@@ -219,7 +219,8 @@ def test_a_controller_without_the_balancers_checker_names_the_package_and_goes_o
     environment = {"PATH": path}
     result = run(tmp_path, inventory, "site.yml", env=environment)
     output = result.stdout + result.stderr
-    assert "nginx is not installed here, so it was not checked: install the package nginx on this machine" in output
+    assert ("nginx is not installed on the controller, so it was not checked there: install the package nginx on "
+            "the controller") in output
     assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
 
 

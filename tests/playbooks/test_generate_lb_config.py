@@ -43,7 +43,7 @@ def test_each_balancer_config_is_rendered_and_passes_its_checker(tmp_path, kind)
     config = (tmp_path / kind / FILES[kind]).read_text()
     for instance in ("app1:8000", "app1:8001", "app2:8000", "app2:8001"):
         assert instance in config, f"{instance} missing from the {kind} config"
-    assert "not installed here" not in result.stdout, (
+    assert "is not installed on" not in result.stdout, (
         f"{CHECKERS[kind]} is not installed, so its checker did not run: run scripts/install-checkers.sh as root")
     assert re.search(r"TASK \[lb : Run the checker\] \**\nok: \[localhost\]", result.stdout), result.stdout[-3000:]
     assert f"checked with {CHECKERS[kind]}: OK" in result.stdout

@@ -79,3 +79,23 @@ def test_a_version_that_does_not_exist_stops_the_run_before_any_host_changes(pla
     assert service_state() == before
     for app_host in APP_HOSTS:
         assert not container(app_host).file(f"/opt/inventory/releases/{MISSING_VERSION}").exists
+
+
+def test_a_controller_without_the_balancers_checker_has_the_lb_host_check_the_config():
+    """The balancer's checker refuses a value the specs let through: with the checker on the controller's
+    PATH hidden (the balancers live in sbin), the lb host's own balancer checks the candidate, activating
+    nothing, and the run stops before any host changes, naming the variable. Negative control: the same
+    run with check_on_host's play left out would go on to converge (see the catalogue's no-checker case)."""
+    path = os.pathsep.join(entry for entry in os.environ["PATH"].split(os.pathsep) if not entry.endswith("sbin"))
+    before = service_state()
+    result = run_playbook("site.yml", {"lb_metrics_allowed_networks": ["10.0.0.0/33"]}, timeout=600,
+                          env={"PATH": path})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "is not installed on the controller, so it was not checked there" in output, output[-4000:]
+    assert f"on {LB_HOST} refuses the" in output, output[-4000:]
+    assert "10.0.0.0/33" in output and "which holds lb_metrics_allowed_networks" in output
+    assert "Prepare every host" not in output
+    assert set(changed_counts(result.stdout).values()) == {0}
+    assert service_state() == before
+    assert container(LB_HOST).check_output("ls -d /tmp/rollgate-lb-check-* 2>/dev/null | wc -l").strip() == "0"
