@@ -4,6 +4,8 @@
 - ``spec_option_names``: every option name of the roles' argument specs (all their entry points).
 - ``unknown_role_variables``: the variables that start with a role's prefix but that no role knows, each
   with the closest known name: a misspelt variable is otherwise ignored, and the role runs with its default.
+- ``group_roles``: which role each inventory group's hosts get, read from site.yml's plays, the one place
+  that says it.
 """
 
 from __future__ import annotations
@@ -56,8 +58,26 @@ def unknown_role_variables(variables: Mapping[str, Iterable[str]], known: Iterab
     return lines
 
 
+def group_roles(plays: Iterable[Any]) -> dict[str, str]:
+    """{group: role} of the plays that apply one role to one group: {"db": "postgresql", ...}.
+
+    Plays on every host (``all``, the common role) are left out: their role has no group of its own.
+    """
+    if isinstance(plays, (str, bytes)) or not isinstance(plays, Iterable):
+        raise AnsibleFilterError(f"group_roles: expected the plays of a playbook, got {type(plays).__name__}")
+    roles: dict[str, str] = {}
+    for play in plays:
+        if not isinstance(play, Mapping) or not isinstance(play.get("hosts"), str) or play["hosts"] == "all":
+            continue
+        names = [entry if isinstance(entry, str) else entry.get("role") for entry in play.get("roles") or []]
+        if len(names) == 1 and isinstance(names[0], str):
+            roles[play["hosts"]] = names[0]
+    return roles
+
+
 class FilterModule:
     """Inventory name filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"spec_option_names": spec_option_names, "unknown_role_variables": unknown_role_variables}
+        return {"spec_option_names": spec_option_names, "unknown_role_variables": unknown_role_variables,
+                "group_roles": group_roles}

@@ -7,6 +7,8 @@
 - ``scaled_backends``: the backends with some weights cut to a percentage (the slow start's steps).
 - ``slow_start_ramp``: the slow start's steps that change a returning batch's weights, with their pauses.
 - ``rollout_report``: the summary table printed at the end of a rollout.
+- ``rollout_batch_check``: a batch about to be drained against the limits, as the fleet is now.
+- ``restart_batches``: the batches of a converge's restart, each cut to its instances that changed.
 - ``rollout_settings_check``: every numeric rollout setting against its range (``ROLLOUT_NUMBERS``, the one
   table of them) and the in-flight path, all the bad ones named in one message, before any host is contacted.
 - ``in_flight_unread_by_host`` and ``in_flight_unread_running``: after the in-flight wait, which

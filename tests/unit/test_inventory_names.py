@@ -9,7 +9,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import inventory_names
-from inventory_names import spec_option_names, unknown_role_variables
+from inventory_names import group_roles, spec_option_names, unknown_role_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWN = ["app_version", "app_instance_ports", "lb_kind", "lb_http_port", "rollout_gate_timeout", "redis_port"]
@@ -76,3 +76,22 @@ def test_the_filters_are_registered():
     filters = inventory_names.FilterModule().filters()
     assert filters["unknown_role_variables"] is unknown_role_variables
     assert filters["spec_option_names"] is spec_option_names
+
+
+# ---- group_roles ----------------------------------------------------------------------------------
+
+
+def test_the_group_to_role_map_is_read_from_site_yml():
+    plays = yaml.safe_load((REPO_ROOT / "site.yml").read_text())
+    assert group_roles(plays) == {"db": "postgresql", "redis": "redis", "app": "app", "lb": "lb"}
+
+
+def test_plays_on_every_host_or_with_several_roles_give_no_group():
+    plays = [{"hosts": "all", "roles": [{"role": "common"}]}, {"hosts": "web", "roles": ["a", "b"]},
+             {"import_playbook": "x.yml"}, {"hosts": "cache", "roles": ["redis"]}]
+    assert group_roles(plays) == {"cache": "redis"}
+
+
+def test_group_roles_wants_plays():
+    with pytest.raises(AnsibleFilterError, match="group_roles"):
+        group_roles("site.yml")
