@@ -70,6 +70,7 @@ def address_problems(host: str, values: Mapping[str, Any], balancers: Mapping[st
         problems.append(f"{host}: app_listen_address must be an IP address the instances listen on, such as 0.0.0.0 "
                         f"(every address) or this host's private address; got {listen!r}.")
         return problems
+    address_ip = _ip(app_address.strip()) if isinstance(app_address, str) else None
     own_address = values.get("ansible_host")
     addresses = {name: given.get("ansible_host") if isinstance(given, Mapping) else given
                  for name, given in balancers.items()}
@@ -79,8 +80,7 @@ def address_problems(host: str, values: Mapping[str, Any], balancers: Mapping[st
         problems.append(f"{host}: app_listen_address is {listen}, a loopback address, which the balancer on "
                         f"{', '.join(remote)} cannot reach from its host: set it to 0.0.0.0 or to the address the "
                         "balancer reaches this host on.")
-    elif str(listen_ip) not in WILDCARDS and not listen_ip.is_loopback and isinstance(app_address, str) \
-            and _ip(app_address.strip()) is not None and _ip(app_address.strip()) != listen_ip:
+    elif str(listen_ip) not in WILDCARDS and not listen_ip.is_loopback and address_ip not in (None, listen_ip):
         problems.append(f"{host}: app_listen_address is {listen}, but app_address, where the balancer connects, is "
                         f"{app_address}: set both to the same address, or app_listen_address to 0.0.0.0.")
     return problems

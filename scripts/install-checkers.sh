@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install nginx, HAProxy and Apache on this machine for their config checkers only
-# (playbooks/generate_lb_config.yml runs them on what it renders). None of them is started:
-# a policy-rc.d that refuses every start is in place while the packages install.
+# (playbooks/generate_lb_config.yml, and check_inventory.yml before every run, run them on what they
+# render), and openssl, which makes the throwaway certificate the checked copy names (the balancers do not
+# depend on its command). None of them is started: a policy-rc.d that refuses every start is in place while
+# the packages install.
 set -euo pipefail
 
-packages=(nginx haproxy apache2 libapache2-mod-evasive)
+packages=(nginx haproxy apache2 libapache2-mod-evasive openssl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q "install ok installed" || missing+=("${package}")
