@@ -442,6 +442,12 @@ def describe_error(error: BaseException) -> str:
     return text if kind in text else f"{kind}: {text}"
 
 
+def is_timeout(error: BaseException) -> bool:
+    """Whether a failed request ran out of time (a socket timeout, bare or wrapped by urllib)."""
+    reason = error.reason if isinstance(error, URLError) else error
+    return isinstance(reason, TimeoutError)
+
+
 def call_with_deadline(function: Callable[[], Any], seconds: float) -> Any:
     """Run ``function`` and return its result, or raise RequestDeadlineError after ``seconds``.
 
@@ -505,6 +511,8 @@ def check_once(spec: GateSpec, opener: Callable[..., Any] = open_url) -> CheckRe
     except RequestDeadlineError as error:
         return CheckResult(passed=False, problem=str(error))
     except Exception as error:  # a probe reports every failure; the loop decides what it means
+        if is_timeout(error):  # the socket timeout equals the deadline: whichever fires first, one cause
+            return CheckResult(passed=False, problem=f"no complete response within {request_timeout:.1f}s")
         return CheckResult(passed=False, problem=f"no response: {describe_error(error)}")
 
 

@@ -117,6 +117,27 @@ def test_a_slow_endpoint_is_abandoned_at_the_request_timeout(start_server: Start
     assert result.status is None
 
 
+@pytest.mark.parametrize("error", [TimeoutError("timed out"), hg.URLError(TimeoutError("timed out"))])
+def test_a_socket_timeout_reads_as_the_request_timeout(error: Exception) -> None:
+    """The socket timeout equals the deadline, so on a busy machine it may fire first: the check
+    says the same thing either way (CI saw "no response: TimeoutError" once)."""
+
+    def opener(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    result = hg.check_once(gate("http://127.0.0.1:9/ready", request_timeout=0.4), opener=opener)
+    assert not result.passed
+    assert result.problem == "no complete response within 0.4s"
+
+
+def test_a_refused_connection_is_not_read_as_a_timeout() -> None:
+    def opener(*args: Any, **kwargs: Any) -> Any:
+        raise hg.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    result = hg.check_once(gate("http://127.0.0.1:9/ready"), opener=opener)
+    assert result.problem == "no response: ConnectionRefusedError: [Errno 111] Connection refused"
+
+
 def test_an_endpoint_trickling_its_body_is_abandoned_at_the_request_timeout(start_server: StartServer) -> None:
     """Each byte comes well within the socket timeout, so only a deadline on the whole request helps:
     without it, the whole ready body would arrive after about 3.5 s and the check would pass."""
