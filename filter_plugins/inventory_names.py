@@ -6,11 +6,14 @@
   with the closest known name: a misspelt variable is otherwise ignored, and the role runs with its default.
 - ``group_roles``: which role each inventory group's hosts get, read from site.yml's plays, the one place
   that says it.
+- ``shadowed_vars_files``: the group_vars and host_vars files Ansible ignores, because a directory of the
+  same name sits beside them.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -75,9 +78,36 @@ def group_roles(plays: Iterable[Any]) -> dict[str, str]:
     return roles
 
 
+VARS_FILE_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+
+
+def shadowed_vars_files(entries: Iterable[Any]) -> list[str]:
+    """One line per vars file that Ansible never reads: ``group_vars/all.yml`` beside ``group_vars/all/``.
+
+    ``entries``: the children of group_vars/ and host_vars/ folders, as ``ansible.builtin.find`` returns
+    them (``path`` and ``isdir``). Ansible looks for a directory of the group's or host's name first and,
+    when there is one, reads only the files in it, so the file of the same name is silently ignored: adding
+    ``group_vars/all/vault.yml`` to an inventory with ``group_vars/all.yml`` would drop every setting in it.
+    """
+    if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Iterable):
+        raise AnsibleFilterError(f"shadowed_vars_files: expected the files find returned, got {type(entries).__name__}")
+    items = [(str(entry["path"]), bool(entry.get("isdir"))) for entry in entries]
+    directories = {path for path, isdir in items if isdir}
+    problems = []
+    for path, isdir in sorted(items):
+        stem, extension = os.path.splitext(path)
+        if isdir or extension not in VARS_FILE_EXTENSIONS or stem not in directories:
+            continue
+        name = os.path.basename(stem)
+        problems.append(f"{path} is never read: Ansible reads only the files in {stem}/ when that directory exists. "
+                        f"Move it into the directory, for example as {stem}/main{extension or '.yml'}, "
+                        f"beside the {name} files already there")
+    return problems
+
+
 class FilterModule:
     """Inventory name filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {"spec_option_names": spec_option_names, "unknown_role_variables": unknown_role_variables,
-                "group_roles": group_roles}
+                "group_roles": group_roles, "shadowed_vars_files": shadowed_vars_files}

@@ -18,6 +18,7 @@ GOOD_INVENTORY = {
             "ansible_connection": "ssh",
             "ansible_ssh_common_args": "-o ConnectTimeout=2",
             "lb_kind": "nginx",
+            "lb_tls_self_signed": True,
             "app_version": "1.0.0",
             "app_key": "0123456789abcdef0123456789abcdef",
             "redis_requirepass": "a-redis-password",

@@ -9,7 +9,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import inventory_names
-from inventory_names import group_roles, spec_option_names, unknown_role_variables
+from inventory_names import group_roles, shadowed_vars_files, spec_option_names, unknown_role_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWN = ["app_version", "app_instance_ports", "lb_kind", "lb_http_port", "rollout_gate_timeout", "redis_port"]
@@ -95,3 +95,30 @@ def test_plays_on_every_host_or_with_several_roles_give_no_group():
 def test_group_roles_wants_plays():
     with pytest.raises(AnsibleFilterError, match="group_roles"):
         group_roles("site.yml")
+
+
+def entry(path: str, isdir: bool = False) -> dict:
+    return {"path": path, "isdir": isdir}
+
+
+def test_a_vars_file_beside_a_directory_of_its_name_is_named_as_never_read():
+    problems = shadowed_vars_files([entry("/inv/group_vars/all.yml"), entry("/inv/group_vars/all", isdir=True),
+                                    entry("/inv/group_vars/app.yml"), entry("/inv/host_vars/lb1", isdir=True),
+                                    entry("/inv/host_vars/lb1.json")])
+    assert problems == [
+        "/inv/group_vars/all.yml is never read: Ansible reads only the files in /inv/group_vars/all/ when that "
+        "directory exists. Move it into the directory, for example as /inv/group_vars/all/main.yml, beside the all "
+        "files already there",
+        "/inv/host_vars/lb1.json is never read: Ansible reads only the files in /inv/host_vars/lb1/ when that "
+        "directory exists. Move it into the directory, for example as /inv/host_vars/lb1/main.json, beside the lb1 "
+        "files already there"]
+
+
+def test_files_and_directories_of_different_names_are_all_read():
+    assert shadowed_vars_files([entry("/inv/group_vars/all", isdir=True), entry("/inv/group_vars/app.yml"),
+                                entry("/inv/group_vars/all.txt"), entry("/inv/group_vars/db.yml.example")]) == []
+
+
+def test_shadowed_vars_files_wants_a_list_of_entries():
+    with pytest.raises(AnsibleFilterError, match="expected the files find returned"):
+        shadowed_vars_files("/inv/group_vars")
