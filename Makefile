@@ -11,7 +11,8 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 .PHONY: help up bootstrap lab site stage deploy status balancer down faults check test lab-test fresh-machine lint unit app-test molecule services
 
 help:
-	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer"
+	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer,"
+	@echo "               LAB_CONNECTION=ssh reaches its hosts over SSH as deploy with sudo"
 	@echo "make test      everything CI checks: make check beside the molecule scenarios, three at a time, the stack first"
 	@echo "make check     before every commit (about 5.5 min): the bootstrap on a fresh container, lint, unit and playbook tests, app tests"
 	@echo "make lab-test KIND=haproxy [TESTS=test_upgrade.py::test_rolling_deploy_succeeds]"
@@ -28,10 +29,12 @@ help:
 bootstrap:
 	@bash scripts/bootstrap.sh all
 
-# make up APP_HOSTS=N: a lab of N app hosts; make up LB_KIND=haproxy: the lab's balancer
-# (inventories/lab/hosts.py). Each is kept for the commands after it.
+# make up APP_HOSTS=N: a lab of N app hosts; make up LB_KIND=haproxy: the lab's balancer; make up
+# LAB_CONNECTION=ssh: hosts reached over SSH as deploy with sudo, as servers are (podman: as root through
+# podman exec). inventories/lab/hosts.py reads them; each is kept for the commands after it.
 APP_HOSTS ?=
 LB_KIND ?=
+LAB_CONNECTION ?=
 
 lab: bootstrap
 	@if [ -n "$(APP_HOSTS)" ]; then \
@@ -40,6 +43,9 @@ lab: bootstrap
 	@if [ -n "$(LB_KIND)" ]; then \
 	    ROLLGATE_LB_KIND="$(LB_KIND)" python3 inventories/lab/hosts.py > /dev/null && \
 	    mkdir -p .cache && echo "$(LB_KIND)" > .cache/lab-lb-kind; fi
+	@if [ -n "$(LAB_CONNECTION)" ]; then \
+	    ROLLGATE_LAB_CONNECTION="$(LAB_CONNECTION)" python3 inventories/lab/hosts.py > /dev/null && \
+	    mkdir -p .cache && echo "$(LAB_CONNECTION)" > .cache/lab-connection; fi
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 
 site:

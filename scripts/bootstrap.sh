@@ -10,7 +10,8 @@ ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${ROOT_DIR}/.venv"
 BASE_IMAGE="${ROLLGATE_BASE_IMAGE:-localhost/rollgate-base:bookworm}"
 BASE_SUITE="bookworm"
-BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates"
+# openssh-server: the SSH lab (make up LAB_CONNECTION=ssh) starts it; other containers leave it off.
+BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates,openssh-server"
 # podman and what it needs at run time: --no-install-recommends leaves out iptables, which netavark (podman's
 # network stack) calls for every container ("netavark: No such file or directory" without it).
 HOST_PACKAGES=(podman runc debootstrap iptables uidmap slirp4netns netavark aardvark-dns conmon fuse-overlayfs)
@@ -82,7 +83,29 @@ debian_mirror() {
 }
 
 recipe_hash() {
-    printf '%s\n' "${BASE_SUITE}" "${BASE_PACKAGES}" "minbase" "v1" | sha256sum | cut -c1-16
+    printf '%s\n' "${BASE_SUITE}" "${BASE_PACKAGES}" "minbase" "v2" | sha256sum | cut -c1-16
+}
+
+# sshd as on a hardened server (keys only, no root login), off until the SSH lab starts it. The image
+# carries no host keys: each container makes its own when sshd first starts, so no two hosts share one.
+prepare_sshd() {
+    local rootfs="$1"
+    chroot "${rootfs}" systemctl disable --quiet ssh.service >/dev/null 2>&1 || true
+    rm -f "${rootfs}"/etc/ssh/ssh_host_*
+    cat > "${rootfs}/etc/ssh/sshd_config.d/rollgate-lab.conf" <<'CONF'
+# rollgate lab: keys only, no root login.
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+CONF
+    mkdir -p "${rootfs}/etc/systemd/system/ssh.service.d"
+    cat > "${rootfs}/etc/systemd/system/ssh.service.d/host-keys.conf" <<'CONF'
+# The image carries no host keys: make this host's own before sshd checks its config.
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+CONF
 }
 
 ensure_base_image() {
@@ -102,6 +125,7 @@ ensure_base_image() {
         || die "debootstrap failed: check that ${mirror} is reachable (apt-get update must work)."
     # Containers need no getty on a console they do not have.
     rm -f "${rootfs}"/etc/systemd/system/getty.target.wants/* || true
+    prepare_sshd "${rootfs}"
     tar -C "${rootfs}" -c . | podman import --quiet --message "rollgate.recipe=${want}" \
         --change 'CMD ["/lib/systemd/systemd"]' - "${BASE_IMAGE}" >/dev/null
     rm -rf "${rootfs}"

@@ -42,7 +42,9 @@ echo "fresh-machine: a container ran on a user-defined network"
 
 started=$(date +%s)
 say "bootstrap host step in a fresh ${BASE_IMAGE} container, then a nested container on its own network"
-if podman run --rm --privileged --network host -v "${BOOTSTRAP}:/bootstrap.sh:ro" "${BASE_IMAGE}" \
+# Its own network namespace (podman's default network), never the machine's: the nested podman makes a
+# network, and netavark writes firewall rules wherever it runs.
+if podman run --rm --privileged -v "${BOOTSTRAP}:/bootstrap.sh:ro" "${BASE_IMAGE}" \
         bash -c "${inner}" >"${LOG}" 2>&1; then
     say "passed in $(( $(date +%s) - started )) s (log: ${LOG#"${ROOT_DIR}/"})"
 else

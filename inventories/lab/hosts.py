@@ -16,7 +16,14 @@ The balancer kind (lb_kind) is a setting of the lab too: `make up LB_KIND=haprox
 `make lab-test KIND=haproxy` write it to .cache/lab-lb-kind; ROLLGATE_LB_KIND overrides it for one
 command. Default: nginx. An extra var (-e lb_kind=...) still wins over both.
 
-Variables that depend on neither live in group_vars/ and host_vars/ beside this script.
+How Ansible reaches the hosts is a setting of the lab too: `make up LAB_CONNECTION=ssh` writes it to
+.cache/lab-connection (ROLLGATE_LAB_CONNECTION overrides it). Default: podman, the project's pipelined
+`podman exec` connection, as root. With ssh, every host is reached the way a production server is: over
+SSH to its lab address, as the unprivileged user deploy with the lab's key (.cache/lab-ssh/), its host key
+checked against the known hosts playbooks/lab.yml recorded, and sudo for become; the hosts are also in the
+group lab_ssh, which lab.yml prepares for it.
+
+Variables that depend on none of these live in group_vars/ and host_vars/ beside this script.
 
 An Ansible inventory script: --list prints the groups and every host's variables, --host prints {}.
 """
@@ -30,6 +37,11 @@ DEFAULT_APP_HOSTS = 2
 MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
 SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
 KIND_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-kind"
+CONNECTION_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-connection"
+SSH_DIR = Path(__file__).resolve().parents[2] / ".cache" / "lab-ssh"
+CONNECTIONS = ("podman", "ssh")
+# Every host's address in the lab network: .(10 + lab_host_number) of lab_network_subnet, a /24.
+LAB_ADDRESS = "{{ lab_network_subnet | regex_replace('\\.0/24$', '') }}.{{ 10 + lab_host_number }}"
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from balancers import kinds  # noqa: E402  (scripts/balancers.py: the balancer kinds, standard library only)
 
@@ -73,7 +85,32 @@ def lb_kind() -> str:
     return text
 
 
-def inventory(app_hosts: int, kind: str = DEFAULT_KIND) -> dict:
+def lab_connection() -> str:
+    """ROLLGATE_LAB_CONNECTION, else the connection file, else podman; exits naming the setting when unknown."""
+    source, text = lab_setting("ROLLGATE_LAB_CONNECTION", CONNECTION_FILE)
+    if not text:
+        return CONNECTIONS[0]
+    if text not in CONNECTIONS:
+        sys.exit(f"lab inventory: the lab's connection (from {source}) must be one of {', '.join(CONNECTIONS)}, "
+                 f"got {text!r}: run make up LAB_CONNECTION=<one of them>")
+    return text
+
+
+def ssh_variables(ssh_dir: Path = SSH_DIR) -> dict:
+    """Each host's variables on the SSH lab: its lab address, the deploy user, the lab's key and known hosts."""
+    return {
+        "ansible_connection": "ssh",
+        "ansible_host": "{{ lab_address }}",
+        "ansible_user": "deploy",
+        "lab_ssh_dir": str(ssh_dir),
+        "ansible_ssh_private_key_file": "{{ lab_ssh_dir }}/id_ed25519",
+        "ansible_ssh_common_args": "-o UserKnownHostsFile={{ lab_ssh_dir }}/known_hosts -o IdentitiesOnly=yes",
+        # The deploy user's own temporary directory (the podman lab's is root's).
+        "ansible_remote_tmp": "~/.ansible/tmp",
+    }
+
+
+def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0]) -> dict:
     names = [f"app{number}" for number in range(1, app_hosts + 1)]
     hostvars: dict[str, dict] = {"lb1": {"lab_host_number": 0}, "redis1": {"lab_host_number": 1},
                                  "db1": {"lab_host_number": 2}}
@@ -81,7 +118,9 @@ def inventory(app_hosts: int, kind: str = DEFAULT_KIND) -> dict:
         hostvars[name] = {"lab_host_number": 3 + index}
         capacities = TWO_HOST_CAPACITIES if app_hosts <= 2 else UNEVEN_CAPACITIES
         hostvars[name]["app_capacity"] = capacities[index % len(capacities)]
-    return {
+    for variables in hostvars.values():
+        variables["lab_address"] = LAB_ADDRESS
+    groups = {
         "all": {"vars": {"lb_kind": kind}},
         "lb": {"hosts": ["lb1"]},
         "app": {"hosts": names},
@@ -89,13 +128,18 @@ def inventory(app_hosts: int, kind: str = DEFAULT_KIND) -> dict:
         "db": {"hosts": ["db1"]},
         "_meta": {"hostvars": hostvars},
     }
+    if connection == "ssh":
+        groups["lab_ssh"] = {"hosts": list(hostvars)}
+        for variables in hostvars.values():
+            variables.update(ssh_variables())
+    return groups
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--host":
         print("{}")
         return 0
-    print(json.dumps(inventory(app_host_count(), lb_kind()), indent=2))
+    print(json.dumps(inventory(app_host_count(), lb_kind(), lab_connection()), indent=2))
     return 0
 
 

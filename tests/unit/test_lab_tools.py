@@ -59,7 +59,7 @@ def test_a_test_is_named_in_the_stack_tests_folder(given):
 
 @pytest.mark.parametrize("given", ["test_nope.py", "tests/unit/test_rollout.py", "../stack_tests/test_stack.py::x"])
 def test_a_test_outside_the_stack_tests_names_the_files(given):
-    with pytest.raises(lab_test.LabTestError, match="test_bad_input.py, test_hosts.py, test_security.py, test_stack.py, test_upgrade.py, test_zero_failed.py"):
+    with pytest.raises(lab_test.LabTestError, match="test_bad_input.py, test_hosts.py, test_security.py, test_ssh.py, test_stack.py, test_upgrade.py, test_zero_failed.py"):
         lab_test.test_paths([given])
 
 
@@ -114,3 +114,26 @@ def test_the_phase_table_has_a_column_per_phase_and_a_total():
     assert text.splitlines() == ["scenario     create  converge  verify  total",
                                  "stack_nginx      20       248            268",
                                  "smoke             9                 9     18"]
+
+
+def test_the_ssh_lab_reaches_every_host_as_deploy_over_ssh_with_host_keys_checked():
+    listing = json.loads(lab_inventory({"ROLLGATE_LAB_CONNECTION": "ssh", "ROLLGATE_APP_HOSTS": "2"}).stdout)
+    assert sorted(listing["lab_ssh"]["hosts"]) == ["app1", "app2", "db1", "lb1", "redis1"]
+    for variables in listing["_meta"]["hostvars"].values():
+        assert variables["ansible_connection"] == "ssh"
+        assert variables["ansible_user"] == "deploy"
+        assert variables["ansible_host"] == "{{ lab_address }}"
+        assert "-o UserKnownHostsFile={{ lab_ssh_dir }}/known_hosts" in variables["ansible_ssh_common_args"]
+        assert "StrictHostKeyChecking=no" not in variables["ansible_ssh_common_args"]
+
+
+def test_the_podman_lab_has_no_ssh_group_and_keeps_the_group_vars_connection():
+    listing = json.loads(lab_inventory({"ROLLGATE_LAB_CONNECTION": "podman", "ROLLGATE_APP_HOSTS": "2"}).stdout)
+    assert "lab_ssh" not in listing
+    assert all("ansible_connection" not in variables for variables in listing["_meta"]["hostvars"].values())
+
+
+def test_an_unknown_lab_connection_names_the_setting_and_the_choices():
+    result = lab_inventory({"ROLLGATE_LAB_CONNECTION": "telnet"})
+    assert result.returncode != 0
+    assert "connection (from ROLLGATE_LAB_CONNECTION) must be one of podman, ssh, got 'telnet'" in result.stderr

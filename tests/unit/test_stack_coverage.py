@@ -50,6 +50,10 @@ ONCE = [
     "test_upgrade.py::test_the_refused_converge_changed_no_host_and_no_instance",
     "test_upgrade.py::test_the_switch_rolls_every_instance_to_the_inventorys_version",
     "test_upgrade.py::test_a_converge_limited_to_one_app_host_and_the_balancer_keeps_every_backend",
+    "test_ssh.py::test_deploy_logs_in_with_the_key_and_becomes_root_with_sudo",
+    "test_ssh.py::test_root_cannot_log_in_even_with_an_authorised_key",
+    "test_ssh.py::test_a_changed_host_key_is_refused",
+    "test_ssh.py::test_a_host_refusing_the_key_or_sudo_stops_site_before_any_host_changes",
 ]
 
 
