@@ -391,6 +391,14 @@ class WeightSampler:
             self._process.kill()
         self._thread.join(timeout=30)
 
+    def settle(self, since: float, timeout: float = 15) -> None:
+        """Wait for a sample whose whole window came after `since` (a playbook's end): the weights the
+        balancer serves then. nginx's samples are windows of answers, so a step applied just before the
+        playbook ended shows only in a window after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not any(at >= since + self.interval for at, _ in self.samples):
+            time.sleep(0.1)
+
     def history(self, server: str) -> list[int]:
         """The server's successive weights, repeats folded."""
         seen: list[int] = []

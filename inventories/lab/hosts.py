@@ -20,8 +20,8 @@ How Ansible reaches the hosts is a setting of the lab too: `make up LAB_CONNECTI
 .cache/lab-connection (ROLLGATE_LAB_CONNECTION overrides it). Default: podman, the project's pipelined
 `podman exec` connection, as root. With ssh, every host is reached the way a production server is: over
 SSH to its lab address, as the unprivileged user deploy with the lab's key (.cache/lab-ssh/), its host key
-checked against the known hosts playbooks/lab.yml recorded, and sudo for become; the hosts are also in the
-group lab_ssh, which lab.yml prepares for it.
+checked against the known hosts playbooks/lab_ssh.yml recorded, and sudo for become; the hosts are also in
+the group lab_ssh, which lab_ssh.yml (imported by lab.yml) prepares for it.
 
 Variables that depend on none of these live in group_vars/ and host_vars/ beside this script.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,30 +20,44 @@ LB_HOST = host_name("lb1")
 APP_HOST = host_name("app2")
 
 
-def json_output_env() -> dict[str, str]:
-    """ansible's output as one JSON document: no other callback (profile_tasks) printing around it."""
-    environment = {name: value for name, value in ansible_env().items() if name != "ANSIBLE_CALLBACKS_ENABLED"}
-    return {**environment, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+CONNECTION_PLAYBOOK = """
+- name: Write how each host is reached
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write each host's connection settings, templated
+      ansible.builtin.copy:
+        content: >-
+          {{ {'connection': hostvars[item].ansible_connection | default('ssh'),
+              'address': hostvars[item].ansible_host | default(item),
+              'user': hostvars[item].ansible_user | default(''),
+              'key': hostvars[item].ansible_ssh_private_key_file | default(''),
+              'args': hostvars[item].ansible_ssh_common_args | default('')} | to_json }}
+        dest: "{{ facts_dir }}/{{ item }}.json"
+        mode: "0600"
+      loop: "{{ groups['all'] }}"
+"""
 
 
-def connection_facts() -> dict[str, dict]:
-    """Per host, how Ansible reaches it: connection, address, user, key and SSH arguments (templated)."""
-    message = ("{{ {'connection': ansible_connection | default('ssh'), 'address': ansible_host | default(inventory_hostname),"
-               " 'user': ansible_user | default(''), 'key': ansible_ssh_private_key_file | default(''),"
-               " 'args': ansible_ssh_common_args | default('')} | to_json }}")
-    result = subprocess.run(["ansible", "-i", inventory(), "all", "-m", "ansible.builtin.debug", "-a", f"msg={message}"],
-                            env=json_output_env(), capture_output=True, text=True, timeout=120, check=True)
-    plays = json.loads(result.stdout)["plays"]
-    return {host: json.loads(outcome["msg"]) for host, outcome in plays[0]["tasks"][0]["hosts"].items()}
+def connection_facts(work_dir: Path) -> dict[str, dict]:
+    """Per host, how Ansible reaches it: connection, address, user, key and SSH arguments (templated), as
+    files a playbook writes on the controller (no parsing of Ansible's output, which callbacks add to)."""
+    playbook = work_dir / "connection.yml"
+    playbook.write_text(CONNECTION_PLAYBOOK)
+    result = subprocess.run(["ansible-playbook", "-i", inventory(), str(playbook), "-e", f"facts_dir={work_dir}"],
+                            env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {path.stem: json.loads(path.read_text()) for path in work_dir.glob("*.json")}
 
 
 FACTS: dict[str, dict] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def over_ssh() -> None:
+def over_ssh(tmp_path_factory) -> None:
     """Read how the hosts are reached once; skip the module where it is not SSH."""
-    FACTS.update(connection_facts())
+    FACTS.update(connection_facts(tmp_path_factory.mktemp("connection")))
     if not all(facts["connection"] == "ssh" for facts in FACTS.values()):
         pytest.skip("the stack's hosts are reached through podman, not SSH (make up LAB_CONNECTION=ssh)")
 

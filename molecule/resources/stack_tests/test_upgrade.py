@@ -97,6 +97,7 @@ def upgrade(balancer):
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": version, "rollout_slow_start": SLOW_START, "rollout_slow_start_steps": 4})
         marks.append(time.monotonic())
+        sampler.settle(marks[-1])
         releaser.join(timeout=60)
     marks.append(time.monotonic())
     record_traffic("rolling deploy, good, slow start", balancer.kind, traffic,
