@@ -36,16 +36,15 @@ APP_HOSTS ?=
 LB_KIND ?=
 LAB_CONNECTION ?=
 
+# $(call keep_lab_setting,VARIABLE,file under .cache/): a setting given on the command line, checked by the
+# inventory (which exits naming it when bad) before it is kept.
+keep_lab_setting = if [ -n "$($(1))" ]; then ROLLGATE_$(1)="$($(1))" python3 inventories/lab/hosts.py > /dev/null \
+	&& mkdir -p .cache && echo "$($(1))" > .cache/$(2); fi
+
 lab: bootstrap
-	@if [ -n "$(APP_HOSTS)" ]; then \
-	    ROLLGATE_APP_HOSTS="$(APP_HOSTS)" python3 inventories/lab/hosts.py > /dev/null && \
-	    mkdir -p .cache && echo "$(APP_HOSTS)" > .cache/lab-app-hosts; fi
-	@if [ -n "$(LB_KIND)" ]; then \
-	    ROLLGATE_LB_KIND="$(LB_KIND)" python3 inventories/lab/hosts.py > /dev/null && \
-	    mkdir -p .cache && echo "$(LB_KIND)" > .cache/lab-lb-kind; fi
-	@if [ -n "$(LAB_CONNECTION)" ]; then \
-	    ROLLGATE_LAB_CONNECTION="$(LAB_CONNECTION)" python3 inventories/lab/hosts.py > /dev/null && \
-	    mkdir -p .cache && echo "$(LAB_CONNECTION)" > .cache/lab-connection; fi
+	@$(call keep_lab_setting,APP_HOSTS,lab-app-hosts)
+	@$(call keep_lab_setting,LB_KIND,lab-lb-kind)
+	@$(call keep_lab_setting,LAB_CONNECTION,lab-connection)
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 
 site:

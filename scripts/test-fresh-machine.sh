@@ -21,12 +21,17 @@ mkdir -p "$(dirname "${LOG}")"
 # Runs inside the fresh container, as root, with the bootstrap under test at /bootstrap.sh.
 inner='
 set -euo pipefail
-for tool in podman iptables netavark; do
+# The base image carries openssh-server for the SSH lab, and with it the client: gone, as on a machine without it.
+apt-get purge -qq -y openssh-server openssh-client >/dev/null
+for tool in podman iptables netavark ssh ssh-keyscan; do
     if command -v "$tool" >/dev/null || [ -x "/usr/lib/podman/$tool" ]; then
         echo "fresh-machine: the fresh image already has $tool: it proves nothing" >&2; exit 3
     fi
 done
 bash /bootstrap.sh host
+for tool in ssh ssh-keyscan ssh-keygen; do
+    command -v "$tool" >/dev/null || { echo "fresh-machine: the host step left no $tool" >&2; exit 4; }
+done
 # The smallest image that runs: /bin/true and the libraries it links, as a rootfs (nothing is pulled).
 rootfs=$(mktemp -d)
 for file in /bin/true $(ldd /bin/true | grep -oE "/[^ ]+"); do
@@ -50,6 +55,6 @@ if podman run --rm --privileged -v "${BOOTSTRAP}:/bootstrap.sh:ro" "${BASE_IMAGE
 else
     status=$?
     tail -n 30 "${LOG}" >&2
-    say "FAILED (exit ${status}) in $(( $(date +%s) - started )) s: the bootstrap's host step does not give a podman that runs a container on a fresh Debian 12 (log: ${LOG#"${ROOT_DIR}/"})" >&2
+    say "FAILED (exit ${status}) in $(( $(date +%s) - started )) s: the bootstrap's host step does not give the ssh client and a podman that runs a container on a fresh Debian 12 (log: ${LOG#"${ROOT_DIR}/"})" >&2
     exit 1
 fi

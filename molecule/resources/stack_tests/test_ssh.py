@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from testlib import ansible_env, changed_counts, container, host_name, instances, inventory, run_playbook
+from testlib import changed_counts, container, host_name, instances, run_playbook
 
 LB_HOST = host_name("lb1")
 APP_HOST = host_name("app2")
@@ -45,8 +45,7 @@ def connection_facts(work_dir: Path) -> dict[str, dict]:
     files a playbook writes on the controller (no parsing of Ansible's output, which callbacks add to)."""
     playbook = work_dir / "connection.yml"
     playbook.write_text(CONNECTION_PLAYBOOK)
-    result = subprocess.run(["ansible-playbook", "-i", inventory(), str(playbook), "-e", f"facts_dir={work_dir}"],
-                            env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
+    result = run_playbook(str(playbook), {"facts_dir": str(work_dir)}, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {path.stem: json.loads(path.read_text()) for path in work_dir.glob("*.json")}
 
