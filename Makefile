@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The lab's vault password (scripts/lab_vault.py prints it, making it once under .cache/), unless one is given.
+# Kept out of ansible.cfg, so that an `ansible-vault encrypt` of your own never uses the lab's password.
+export ANSIBLE_VAULT_PASSWORD_FILE ?= $(CURDIR)/scripts/lab_vault.py
 INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
@@ -45,6 +48,7 @@ lab: bootstrap
 	@$(call keep_lab_setting,APP_HOSTS,lab-app-hosts)
 	@$(call keep_lab_setting,LB_KIND,lab-lb-kind)
 	@$(call keep_lab_setting,LAB_CONNECTION,lab-connection)
+	@python scripts/lab_vault.py ensure
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 
 site:

@@ -5,7 +5,7 @@ The stack tests (molecule/resources/stack_tests) run against one of two targets,
 between them comes from `stack()`: the molecule `stack` scenario (the default: molecule sets its
 inventory, config and STACK_* variables) or the running lab (STACK_TARGET=lab, set by
 scripts/lab_test.py, which `make lab-test` runs): its inventory (inventories/lab), ansible.cfg, host
-names and the secrets under .cache/lab-secrets/.
+names and its vault (scripts/lab_vault.py).
 
 One stack serves every balancer in turn: STACK_LB_KIND is the balancer it runs when the tests start,
 STACK_KINDS the balancers they switch it to, one after the other (`switch_balancer`, which keeps the
@@ -25,14 +25,15 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import testinfra
 import yaml
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB_INVENTORY = os.path.join(PROJECT_DIR, "inventories", "lab")
-# A lab secret in group_vars/all.yml: a password lookup of a file under lab_secrets_dir.
-LAB_SECRET = re.compile(r"lookup\('ansible\.builtin\.password',\s*lab_secrets_dir ~ '/(?P<name>\w+)'")
+# A setting that names a vault variable, as group_vars/all/main.yml names each secret.
+VAULT_REFERENCE = re.compile(r"^\{\{\s*(?P<name>vault_\w+)\s*\}\}$")
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,10 @@ class Stack:
         return groups
 
     def group_vars(self) -> dict:
-        """The variables of the `all` group, secrets included (the lab's read from .cache/lab-secrets/)."""
+        """The variables of the `all` group, its vault decrypted and the secrets that name it resolved."""
         if self.target == "molecule":
-            path = os.path.join(os.path.dirname(self.inventory), "group_vars", "all")
-            with open(path, encoding="utf-8") as stream:
-                return yaml.safe_load(stream) or {}
-        with open(os.path.join(LAB_INVENTORY, "group_vars", "all.yml"), encoding="utf-8") as stream:
-            variables = yaml.safe_load(stream) or {}
-        for name, value in variables.items():
-            match = LAB_SECRET.search(value) if isinstance(value, str) else None
-            if match:
-                variables[name] = lab_secret(match["name"])
-        variables["lb_kind"] = active_kind()
-        return variables
+            return read_group_vars(os.path.join(os.path.dirname(self.inventory), "group_vars", "all"))
+        return {**read_group_vars(os.path.join(LAB_INVENTORY, "group_vars", "all")), "lb_kind": active_kind()}
 
 
 def _collect_groups(name: str, node: dict, groups: dict[str, list[str]]) -> None:
@@ -101,14 +93,35 @@ def _hosts_of(node: dict) -> list[str]:
     return names
 
 
-def lab_secret(name: str) -> str:
-    """A lab secret as the password lookup keeps it: the first word of .cache/lab-secrets/NAME."""
-    path = os.path.join(PROJECT_DIR, ".cache", "lab-secrets", name)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            return stream.read().split()[0]
-    except (OSError, IndexError) as error:
-        raise RuntimeError(f"the lab secret {path} is missing or empty: run make up first") from error
+def read_group_vars(path: str) -> dict:
+    """The variables of a group_vars entry, a file or a directory of files as Ansible reads it, vault files
+    decrypted with the lab's password (scripts/lab_vault.py), and each `"{{ vault_x }}"` replaced by its value."""
+    names = sorted(os.listdir(path)) if os.path.isdir(path) else [""]
+    variables: dict = {}
+    for name in names:
+        file = os.path.join(path, name) if name else path
+        if name and not name.endswith((".yml", ".yaml", ".json")):
+            continue
+        with open(file, "rb") as stream:
+            text = stream.read()
+        if text.startswith(b"$ANSIBLE_VAULT"):
+            variables.update(lab_vault().read_vault(Path(file)))
+        else:
+            variables.update(yaml.safe_load(text) or {})
+    for name, value in variables.items():
+        match = VAULT_REFERENCE.match(value) if isinstance(value, str) else None
+        if match:
+            variables[name] = variables[match["name"]]
+    return variables
+
+
+@functools.cache
+def lab_vault():
+    """scripts/lab_vault.py, as a module."""
+    spec = importlib.util.spec_from_file_location("rollgate_lab_vault", os.path.join(PROJECT_DIR, "scripts", "lab_vault.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache
@@ -201,8 +214,8 @@ def ansible_env() -> dict[str, str]:
 
 
 def group_vars() -> dict:
-    """The variables of the stack's `all` group (molecule.yml's provisioner.inventory.group_vars, or the
-    lab's group_vars/all.yml with its secrets)."""
+    """The variables of the stack's `all` group, secrets included (molecule/stack/group_vars/all/ or the
+    lab's inventories/lab/group_vars/all/)."""
     return stack().group_vars()
 
 

@@ -153,8 +153,10 @@ def run_logged(command: list[str], log: Path, environment: dict | None = None) -
 
 
 def playbook_env(kind: str) -> dict:
-    return dict(os.environ, ROLLGATE_LB_KIND=kind, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", ANSIBLE_FORCE_COLOR="0")
+    """The environment of the lab's playbooks and tests: the lab's vault password unless one is given."""
+    return {"ANSIBLE_VAULT_PASSWORD_FILE": str(REPO / "scripts" / "lab_vault.py"), **os.environ,
+            "ROLLGATE_LB_KIND": kind, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "ANSIBLE_FORCE_COLOR": "0"}
 
 
 def tail(log: Path, lines: int = 40) -> str:

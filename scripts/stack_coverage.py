@@ -5,7 +5,8 @@
     python scripts/stack_coverage.py --json   # the same, for tests/unit/test_stack_coverage.py
 
 The stack tests are collected as the molecule `stack` scenario's verifier would collect them
-(molecule/stack/molecule.yml gives the hosts, the group_vars and the STACK_* variables), against a
+(molecule/stack/molecule.yml gives the hosts and the STACK_* variables, molecule/stack/group_vars/all/main.yml
+the settings, with stand-in secrets), against a
 stand-in inventory. Printed: the test functions and `assert` statements of each file; for each test
 function, how many tests it makes per balancer and how many run once; the order the tests run in.
 """
@@ -26,6 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 STACK_TESTS = REPO / "molecule" / "resources" / "stack_tests"
 SCENARIO = REPO / "molecule" / "stack" / "molecule.yml"
+SETTINGS = REPO / "molecule" / "stack" / "group_vars" / "all" / "main.yml"
 ONCE = "once"
 
 
@@ -51,7 +53,9 @@ def stand_in(directory: Path) -> dict[str, str]:
             inventory.setdefault(group, {"hosts": {}})["hosts"][platform["name"]] = {}
     (directory / "inventory" / "group_vars").mkdir(parents=True)
     (directory / "inventory" / "ansible_inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
-    group_vars = scenario["provisioner"]["inventory"]["group_vars"]["all"]
+    settings = yaml.safe_load(SETTINGS.read_text(encoding="utf-8"))
+    vault_names = {value[2:-2].strip() for value in settings.values() if isinstance(value, str) and "vault_" in value}
+    group_vars = {**settings, **{name: "stand-in" for name in vault_names}}
     (directory / "inventory" / "group_vars" / "all").write_text(yaml.safe_dump(group_vars), encoding="utf-8")
     return {**{name: str(value) for name, value in scenario["verifier"]["env"].items()},
             "MOLECULE_EPHEMERAL_DIRECTORY": str(directory),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import logging
 import math
@@ -52,7 +53,8 @@ from urllib.parse import urlsplit
 log = logging.getLogger("loadgen")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PASSWORD_FILE = REPO_ROOT / ".cache" / "lab-secrets" / "app_admin_password"
+# None: the lab's admin password, read from its vault (scripts/lab_vault.py).
+DEFAULT_PASSWORD_FILE = None
 
 SESSION_COOKIE = "rollgate_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -581,10 +583,16 @@ def format_summary(name: str, figures: dict[str, Any]) -> str:
 # Command line
 
 
-def read_password(path: Path) -> str:
+def read_password(path: Path | None) -> str:
+    """The admin password: ROLLGATE_ADMIN_PASSWORD, else the first word of `path`, else the lab's."""
     env_password = os.environ.get("ROLLGATE_ADMIN_PASSWORD")
     if env_password:
         return env_password
+    if path is None:
+        spec = importlib.util.spec_from_file_location("rollgate_lab_vault", REPO_ROOT / "scripts" / "lab_vault.py")
+        lab_vault = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(lab_vault)
+        return lab_vault.read_vault()["vault_app_admin_password"]
     try:
         words = path.read_text(encoding="utf-8").split()
     except OSError as exc:
@@ -702,7 +710,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--item-prefix", default="loadgen-", help="SKU prefix of those items (default: %(default)s)")
     run.add_argument("--username", default="admin", help="login (default: %(default)s)")
     run.add_argument("--password-file", type=Path, default=DEFAULT_PASSWORD_FILE,
-                     help="file holding the password; ROLLGATE_ADMIN_PASSWORD overrides (default: the lab's)")
+                     help="file holding the password; ROLLGATE_ADMIN_PASSWORD overrides (default: the lab's, from its vault)")
     run.add_argument("--seed", type=int, default=None, help="seed of the request mix (default: random)")
     run.add_argument("--out", type=Path, required=True, help="JSON lines file of the records")
     run.set_defaults(handler=command_run)

@@ -142,8 +142,10 @@ def build_cases(names: Sequence[str], versions: dict[str, str], common_vars: dic
 
 
 def tool_environment() -> dict[str, str]:
-    """The environment of the child processes: the repository's venv first on PATH, its ansible.cfg."""
+    """The environment of the child processes: the repository's venv first on PATH, its ansible.cfg, the
+    lab's vault password (unless one is given)."""
     env = dict(os.environ)
+    env.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", str(REPO_ROOT / "scripts" / "lab_vault.py"))
     venv_bin = REPO_ROOT / ".venv" / "bin"
     if venv_bin.is_dir():
         env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"

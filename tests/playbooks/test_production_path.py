@@ -19,6 +19,11 @@ VAULT = {"vault_app_key": "0123456789abcdef0123456789abcdef", "vault_redis_requi
          "vault_postgresql_app_password": "a-database-password", "vault_app_admin_password": "an-admin-password"}
 
 
+def without_vault_settings() -> dict[str, str]:
+    """This environment without a vault password of its own (make exports the lab's), as an operator's."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_VAULT")}
+
+
 def example_inventory(tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the example inventory with its vault file made and encrypted as its comments say."""
     inventory = tmp_path / "production"
@@ -27,7 +32,8 @@ def example_inventory(tmp_path: Path) -> tuple[Path, Path]:
     password_file = tmp_path / "vault-password"
     password_file.write_text("a-vault-password\n")
     subprocess.run(["ansible-vault", "encrypt", "--vault-password-file", str(password_file),
-                    str(inventory / "group_vars" / "all" / "vault.yml")], check=True, capture_output=True)
+                    str(inventory / "group_vars" / "all" / "vault.yml")], check=True, capture_output=True,
+                   env=without_vault_settings())
     return inventory, password_file
 
 
@@ -42,7 +48,7 @@ def own_certificate(tmp_path: Path) -> list[str]:
 
 
 def run_example(inventory: Path, password_file: Path, *extra: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    environment = {**without_vault_settings(), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
     return subprocess.run(["ansible-playbook", "-i", str(inventory), "site.yml", "--vault-password-file",
                            str(password_file), "-e", "ansible_ssh_common_args='-o ConnectTimeout=2'", *extra],
                           cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
@@ -53,7 +59,8 @@ def test_the_example_inventory_with_its_vault_passes_every_check_and_stops_at_th
     be), and the deploy user is the example's, without become on the controller."""
     inventory, password_file = example_inventory(tmp_path)
     listed = subprocess.run(["ansible-inventory", "-i", str(inventory), "--vault-password-file", str(password_file),
-                             "--host", "lb1.example.com"], cwd=REPO, capture_output=True, text=True, check=True)
+                             "--host", "lb1.example.com"], cwd=REPO, capture_output=True, text=True, check=True,
+                            env=without_vault_settings())
     variables = yaml.safe_load(listed.stdout)
     assert variables["lb_kind"] == "nginx"
     assert variables["vault_app_key"] == VAULT["vault_app_key"]
@@ -106,3 +113,39 @@ def test_ssh_host_keys_are_checked():
     dump = subprocess.run(["ansible-config", "dump", "--only-changed"], cwd=REPO, capture_output=True, text=True,
                           check=True)
     assert "HOST_KEY_CHECKING" not in dump.stdout
+
+
+def run_site_without_lab_password(inventory: Path, *arguments: str, **environment: str) -> subprocess.CompletedProcess:
+    """site.yml with only the vault password sources given here."""
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), "site.yml", *arguments], cwd=REPO,
+                          env={**without_vault_settings(), **environment}, capture_output=True, text=True, timeout=300)
+
+
+def test_a_vault_that_cannot_be_decrypted_is_named_with_the_password_source_to_check(tmp_path):
+    inventory, _ = example_inventory(tmp_path)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    result = run_site_without_lab_password(inventory, "--vault-password-file", str(wrong))
+    assert result.returncode != 0
+    assert (f"{vault} (encrypted) cannot be decrypted: Decryption failed (no vault secrets were found that could "
+            f"decrypt). The password sources given: --vault-password-file {wrong}. Check that one of them holds "
+            "this file's password. Nothing has been changed.") in result.stdout + result.stderr
+    from_environment = run_site_without_lab_password(inventory, ANSIBLE_VAULT_PASSWORD_FILE=str(wrong))
+    assert f"The password sources given: ANSIBLE_VAULT_PASSWORD_FILE={wrong}." in from_environment.stderr
+    none_given = run_site_without_lab_password(inventory)
+    assert f"{vault} (encrypted) cannot be decrypted: Attempting to decrypt but no vault secrets found. No vault " \
+           "password was given: run with --ask-vault-pass" in none_given.stderr
+
+
+def test_without_the_vault_check_ansible_names_neither_the_file_nor_the_password(tmp_path):
+    """The negative control of the test above: Ansible's own message, with vault_check left out."""
+    inventory, _ = example_inventory(tmp_path)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    result = run_site_without_lab_password(inventory, "--vault-password-file", str(wrong),
+                                           ANSIBLE_VARS_ENABLED="host_group_vars")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Decryption failed (no vault secrets were found that could decrypt)" in output
+    assert "vault.yml" not in output and str(wrong) not in output

@@ -137,3 +137,13 @@ def test_an_unknown_lab_connection_names_the_setting_and_the_choices():
     result = lab_inventory({"ROLLGATE_LAB_CONNECTION": "telnet"})
     assert result.returncode != 0
     assert "connection (from ROLLGATE_LAB_CONNECTION) must be one of podman, ssh, got 'telnet'" in result.stderr
+
+
+def test_the_lab_commands_get_the_lab_vault_password_unless_one_is_given(monkeypatch):
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    monkeypatch.setenv("ANSIBLE_CONFIG", "/elsewhere/ansible.cfg")
+    environment = lab_test.playbook_env("haproxy")
+    assert environment["ANSIBLE_VAULT_PASSWORD_FILE"] == str(REPO / "scripts" / "lab_vault.py")
+    assert (environment["ROLLGATE_LB_KIND"], environment["ANSIBLE_CONFIG"]) == ("haproxy", str(REPO / "ansible.cfg"))
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", "/mine")
+    assert lab_test.playbook_env("nginx")["ANSIBLE_VAULT_PASSWORD_FILE"] == "/mine"

@@ -82,11 +82,3 @@ def test_the_lab_names_its_hosts_plainly_and_reads_its_own_inventory(monkeypatch
     finally:
         testlib.stack.cache_clear()
 
-
-def test_every_lab_secret_is_a_lookup_that_the_lab_target_reads_from_its_file():
-    """group_vars() replaces the values LAB_SECRET matches with the files under .cache/lab-secrets/."""
-    variables = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
-    secrets = {name: testlib.LAB_SECRET.search(value)["name"] for name, value in variables.items()
-               if isinstance(value, str) and "ansible.builtin.password" in value}
-    assert secrets == {name: name for name in
-                       ("app_key", "redis_requirepass", "postgresql_app_password", "app_admin_password")}
