@@ -38,6 +38,7 @@ bootstrap:
 APP_HOSTS ?=
 LB_KIND ?=
 LAB_CONNECTION ?=
+LAB_DEBIAN ?=
 
 # $(call keep_lab_setting,VARIABLE,file under .cache/): a setting given on the command line, checked by the
 # inventory (which exits naming it when bad) before it is kept.
@@ -48,6 +49,7 @@ lab: bootstrap
 	@$(call keep_lab_setting,APP_HOSTS,lab-app-hosts)
 	@$(call keep_lab_setting,LB_KIND,lab-lb-kind)
 	@$(call keep_lab_setting,LAB_CONNECTION,lab-connection)
+	@$(call keep_lab_setting,LAB_DEBIAN,lab-debian)
 	@python scripts/lab_vault.py ensure
 	ansible-playbook -i $(INVENTORY) playbooks/lab.yml
 

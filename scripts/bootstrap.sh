@@ -8,8 +8,10 @@ set -euo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${ROOT_DIR}/.venv"
-BASE_IMAGE="${ROLLGATE_BASE_IMAGE:-localhost/rollgate-base:bookworm}"
-BASE_SUITE="bookworm"
+# One lab base image per Debian release the lab runs: localhost/rollgate-base:<suite>. Debian 12 is every host's
+# by default; a lab (or the molecule stack) puts hosts on Debian 13 with the trixie image.
+BASE_SUITES=(bookworm trixie)
+BASE_IMAGE_PREFIX="localhost/rollgate-base"
 # openssh-server: the SSH lab (make up LAB_CONNECTION=ssh) starts it; other containers leave it off.
 BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-certificates,openssh-server"
 # podman and what it needs at run time: --no-install-recommends leaves out iptables, which netavark (podman's
@@ -67,25 +69,28 @@ ensure_venv() {
     echo "${want}" >"${stamp}"
 }
 
-# The Debian mirror that apt on this machine already uses (never hard-coded).
+# The Debian mirror that apt on this machine already uses (never hard-coded): the URI that serves this
+# machine's own release, which serves every other release too (trixie from a bookworm machine's).
 debian_mirror() {
-    local uri=""
+    local codename uri=""
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
     if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
         uri="$(awk '
             /^URIs:/ { uris=$2 }
-            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "'"${BASE_SUITE}"'") found=uris }
+            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "'"${codename}"'") found=uris }
             /^$/ { if (found != "") { print found; exit } }
             END { if (found != "") print found }' /etc/apt/sources.list.d/*.sources | head -n1)"
     fi
     if [[ -z "${uri}" && -f /etc/apt/sources.list ]]; then
-        uri="$(awk '$1 == "deb" && $3 == "'"${BASE_SUITE}"'" { print $2; exit }' /etc/apt/sources.list)"
+        uri="$(awk '$1 == "deb" && $3 == "'"${codename}"'" { print $2; exit }' /etc/apt/sources.list)"
     fi
-    [[ -n "${uri}" ]] || die "could not find a Debian ${BASE_SUITE} mirror in /etc/apt/sources.list*: add one, or set ROLLGATE_DEBIAN_MIRROR."
+    [[ -n "${uri}" ]] || die "could not find the Debian mirror of this machine's release (${codename:-unknown}) in /etc/apt/sources.list*: add one, or set ROLLGATE_DEBIAN_MIRROR."
     echo "${uri}"
 }
 
 recipe_hash() {
-    printf '%s\n' "${BASE_SUITE}" "${BASE_PACKAGES}" "minbase" "v2" | sha256sum | cut -c1-16
+    local suite="$1"
+    printf '%s\n' "${suite}" "${BASE_PACKAGES}" "minbase" "v2" | sha256sum | cut -c1-16
 }
 
 # sshd as on a hardened server (keys only, no root login), off until the SSH lab starts it. The image
@@ -111,28 +116,37 @@ CONF
 }
 
 ensure_base_image() {
-    local want have
-    want="$(recipe_hash)"
-    have="$(podman image inspect --format '{{ index .Labels "rollgate.recipe" }}' "${BASE_IMAGE}" 2>/dev/null || true)"
+    local suite="$1" image="${BASE_IMAGE_PREFIX}:$1" want have
+    want="$(recipe_hash "${suite}")"
+    have="$(podman image inspect --format '{{ index .Labels "rollgate.recipe" }}' "${image}" 2>/dev/null || true)"
     # podman import keeps no labels; the recipe travels in the image's comment instead.
-    [[ -n "${have}" && "${have}" != "<no value>" ]] || have="$(podman image inspect --format '{{ .Comment }}' "${BASE_IMAGE}" 2>/dev/null || true)"
+    [[ -n "${have}" && "${have}" != "<no value>" ]] || have="$(podman image inspect --format '{{ .Comment }}' "${image}" 2>/dev/null || true)"
     if [[ "${have}" == "rollgate.recipe=${want}" || "${have}" == "${want}" ]]; then
         return 0
     fi
     local mirror rootfs
     mirror="${ROLLGATE_DEBIAN_MIRROR:-$(debian_mirror)}"
     rootfs="$(mktemp -d /var/tmp/rollgate-rootfs.XXXXXX)"
-    say "building the lab base image ${BASE_IMAGE} from ${mirror} (about 90 s, once)"
-    debootstrap --variant=minbase --include="${BASE_PACKAGES}" "${BASE_SUITE}" "${rootfs}" "${mirror}" >/dev/null \
-        || die "debootstrap failed: check that ${mirror} is reachable (apt-get update must work)."
+    say "building the lab base image ${image} from ${mirror} (about a minute, once)"
+    debootstrap --variant=minbase --include="${BASE_PACKAGES}" "${suite}" "${rootfs}" "${mirror}" >/dev/null \
+        || die "debootstrap of ${suite} failed: check that ${mirror} is reachable (apt-get update must work)."
     # Containers need no getty on a console they do not have.
     rm -f "${rootfs}"/etc/systemd/system/getty.target.wants/* || true
     prepare_sshd "${rootfs}"
     tar -C "${rootfs}" -c . | podman import --quiet --message "rollgate.recipe=${want}" \
-        --change 'CMD ["/lib/systemd/systemd"]' - "${BASE_IMAGE}" >/dev/null
+        --change 'CMD ["/lib/systemd/systemd"]' - "${image}" >/dev/null
     rm -rf "${rootfs}"
-    say "base image ready: ${BASE_IMAGE}"
+    say "base image ready: ${image}"
 }
+
+ensure_base_images() {
+    local suite
+    for suite in "${BASE_SUITES[@]}"; do
+        ensure_base_image "${suite}"
+    done
+}
+
+BASE_IMAGE="${BASE_IMAGE_PREFIX}:${BASE_SUITES[0]}"
 
 podman_runs() {
     podman run --rm --systemd=always --privileged "${BASE_IMAGE}" /bin/true >/dev/null 2>&1
@@ -180,9 +194,9 @@ main() {
     case "${step}" in
         venv) ensure_venv ;;
         host) ensure_host_packages ;;
-        image) ensure_host_packages; ensure_base_image ;;
-        podman) ensure_host_packages; ensure_base_image; ensure_podman_runs; ensure_inotify_instances ;;
-        all) ensure_host_packages; ensure_venv; ensure_base_image; ensure_podman_runs; ensure_inotify_instances ;;
+        image) ensure_host_packages; ensure_base_images ;;
+        podman) ensure_host_packages; ensure_base_images; ensure_podman_runs; ensure_inotify_instances ;;
+        all) ensure_host_packages; ensure_venv; ensure_base_images; ensure_podman_runs; ensure_inotify_instances ;;
         *) die "unknown step '${step}': use venv, host, image, podman or all." ;;
     esac
 }

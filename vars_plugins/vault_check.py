@@ -30,7 +30,11 @@ DOCUMENTATION = """
 """
 
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
+# Ansible asks for every host's variables at every task: each entity's directory is looked at once, and each
+# file opened once, per run (host_group_vars keeps the same caches).
+LOOKED_AT: set[str] = set()
 CHECKED: set[str] = set()
+BASES: dict[str, str] = {}
 
 
 def vault_id_of(header: bytes) -> str | None:
@@ -75,12 +79,16 @@ class VarsModule(BaseVarsPlugin):
     def get_vars(self, loader, path, entities, cache=True):
         if not isinstance(entities, list):
             entities = [entities]
-        base = os.path.realpath(basedir(path))
+        base = BASES.get(path) or BASES.setdefault(path, os.path.realpath(basedir(path)))
         for entity in entities:
             if entity.name.startswith(os.path.sep):
                 continue
             subdir = "host_vars" if entity.base_type is InventoryObjectType.HOST else "group_vars"
             directory = os.path.join(base, subdir)
+            key = f"{entity.name}.{directory}"
+            if key in LOOKED_AT:
+                continue
+            LOOKED_AT.add(key)
             if not os.path.isdir(directory):
                 continue
             for found in loader.find_vars_files(directory, entity.name):

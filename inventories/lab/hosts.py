@@ -23,6 +23,12 @@ SSH to its lab address, as the unprivileged user deploy with the lab's key (.cac
 checked against the known hosts playbooks/lab_ssh.yml recorded, and sudo for become; the hosts are also in
 the group lab_ssh, which lab_ssh.yml (imported by lab.yml) prepares for it.
 
+The Debian release of the hosts is a setting of the lab too: `make up LAB_DEBIAN=mixed` writes it to
+.cache/lab-debian (ROLLGATE_LAB_DEBIAN overrides it). 12, the default: every host on Debian 12 (bookworm);
+13: every host on Debian 13 (trixie); mixed: every second app host (app2, app4, ...) on Debian 13, the
+others on 12, a fleet in the middle of its upgrade. Each host's lab_image is the base image of its release
+(scripts/bootstrap.sh makes both); a host whose release changes is made again.
+
 Variables that depend on none of these live in group_vars/ and host_vars/ beside this script.
 
 An Ansible inventory script: --list prints the groups and every host's variables, --host prints {}.
@@ -38,8 +44,13 @@ MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
 SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
 KIND_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-kind"
 CONNECTION_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-connection"
+DEBIAN_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-debian"
 SSH_DIR = Path(__file__).resolve().parents[2] / ".cache" / "lab-ssh"
 CONNECTIONS = ("podman", "ssh")
+# LAB_DEBIAN: each choice, with the Debian release of an app host by its index (0 for app1).
+DEBIAN_CHOICES = {"12": lambda index: "12", "13": lambda index: "13", "mixed": lambda index: "13" if index % 2 else "12"}
+SUITES = {"12": "bookworm", "13": "trixie"}
+BASE_IMAGE = "localhost/rollgate-base:{suite}"
 # Every host's address in the lab network: .(10 + lab_host_number) of lab_network_subnet, a /24.
 LAB_ADDRESS = "{{ lab_network_subnet | regex_replace('\\.0/24$', '') }}.{{ 10 + lab_host_number }}"
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -96,6 +107,17 @@ def lab_connection() -> str:
     return text
 
 
+def lab_debian() -> str:
+    """ROLLGATE_LAB_DEBIAN, else the release file, else 12; exits naming the setting when unknown."""
+    source, text = lab_setting("ROLLGATE_LAB_DEBIAN", DEBIAN_FILE)
+    if not text:
+        return "12"
+    if text not in DEBIAN_CHOICES:
+        sys.exit(f"lab inventory: the lab's Debian release (from {source}) must be one of {', '.join(DEBIAN_CHOICES)}, "
+                 f"got {text!r}: run make up LAB_DEBIAN=<one of them>")
+    return text
+
+
 def ssh_variables(ssh_dir: Path = SSH_DIR) -> dict:
     """Each host's variables on the SSH lab: its lab address, the deploy user, the lab's key and known hosts."""
     return {
@@ -110,7 +132,7 @@ def ssh_variables(ssh_dir: Path = SSH_DIR) -> dict:
     }
 
 
-def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0]) -> dict:
+def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0], debian: str = "12") -> dict:
     names = [f"app{number}" for number in range(1, app_hosts + 1)]
     hostvars: dict[str, dict] = {"lb1": {"lab_host_number": 0}, "redis1": {"lab_host_number": 1},
                                  "db1": {"lab_host_number": 2}}
@@ -118,8 +140,10 @@ def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNEC
         hostvars[name] = {"lab_host_number": 3 + index}
         capacities = TWO_HOST_CAPACITIES if app_hosts <= 2 else UNEVEN_CAPACITIES
         hostvars[name]["app_capacity"] = capacities[index % len(capacities)]
-    for variables in hostvars.values():
+    for name, variables in hostvars.items():
         variables["lab_address"] = LAB_ADDRESS
+        release = DEBIAN_CHOICES[debian](names.index(name)) if name in names else DEBIAN_CHOICES[debian](0)
+        variables["lab_image"] = BASE_IMAGE.format(suite=SUITES[release])
     groups = {
         "all": {"vars": {"lb_kind": kind}},
         "lb": {"hosts": ["lb1"]},
@@ -139,7 +163,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--host":
         print("{}")
         return 0
-    print(json.dumps(inventory(app_host_count(), lb_kind(), lab_connection()), indent=2))
+    print(json.dumps(inventory(app_host_count(), lb_kind(), lab_connection(), lab_debian()), indent=2))
     return 0
 
 

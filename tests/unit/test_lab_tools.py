@@ -147,3 +147,22 @@ def test_the_lab_commands_get_the_lab_vault_password_unless_one_is_given(monkeyp
     assert (environment["ROLLGATE_LB_KIND"], environment["ANSIBLE_CONFIG"]) == ("haproxy", str(REPO / "ansible.cfg"))
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", "/mine")
     assert lab_test.playbook_env("nginx")["ANSIBLE_VAULT_PASSWORD_FILE"] == "/mine"
+
+
+def images(settings: dict[str, str]) -> dict[str, str]:
+    listing = json.loads(lab_inventory(settings).stdout)
+    return {host: variables["lab_image"].rsplit(":", 1)[1] for host, variables in listing["_meta"]["hostvars"].items()}
+
+
+def test_the_lab_runs_debian_12_unless_told_and_a_mixed_lab_puts_every_second_app_host_on_13():
+    assert set(images({"ROLLGATE_LAB_DEBIAN": "", "ROLLGATE_APP_HOSTS": "2"}).values()) == {"bookworm"}
+    assert set(images({"ROLLGATE_LAB_DEBIAN": "13", "ROLLGATE_APP_HOSTS": "2"}).values()) == {"trixie"}
+    assert images({"ROLLGATE_LAB_DEBIAN": "mixed", "ROLLGATE_APP_HOSTS": "4"}) == {
+        "lb1": "bookworm", "redis1": "bookworm", "db1": "bookworm",
+        "app1": "bookworm", "app2": "trixie", "app3": "bookworm", "app4": "trixie"}
+
+
+def test_an_unknown_lab_debian_release_names_the_setting_and_the_choices():
+    result = lab_inventory({"ROLLGATE_LAB_DEBIAN": "11"})
+    assert result.returncode != 0
+    assert "Debian release (from ROLLGATE_LAB_DEBIAN) must be one of 12, 13, mixed, got '11'" in result.stderr

@@ -8,7 +8,6 @@ from app_scenario import SCENARIO_VARS, app, assert_stops_before_any_change, oth
 PASSWORD = SCENARIO_VARS["postgresql_app_password"]
 # One app host with the default app_instance_ports [8000, 8001]: 10 x 2 + 10 reserved.
 EXPECTED_MAX_CONNECTIONS = 30
-PG_SERVICE = "postgresql@15-main"
 
 db = testinfra.get_host("podman://ap-db1")
 
@@ -64,7 +63,9 @@ def test_data_survives_a_restart(db_address):
     written = psql(app, db_address, "CREATE TABLE IF NOT EXISTS restart_probe (note text);"
                    "TRUNCATE restart_probe; INSERT INTO restart_probe VALUES ('kept')")
     assert written.rc == 0, written.stderr
-    db.check_output(f"systemctl restart {PG_SERVICE}")
+    # The cluster of the host's own release: postgresql@15-main on Debian 12, @17-main on 13.
+    version = db.check_output("ls /etc/postgresql")
+    db.check_output(f"systemctl restart postgresql@{version}-main")
     read = psql(app, db_address, "SELECT note FROM restart_probe")
     assert read.rc == 0, read.stderr
     assert read.stdout.strip() == "kept"
