@@ -115,13 +115,19 @@ def read_group_vars(path: str) -> dict:
     return variables
 
 
-@functools.cache
-def lab_vault():
-    """scripts/lab_vault.py, as a module."""
-    spec = importlib.util.spec_from_file_location("rollgate_lab_vault", os.path.join(PROJECT_DIR, "scripts", "lab_vault.py"))
+def project_module(path: str, name: str):
+    """A script of the project (path relative to it), imported as the module `name`."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(PROJECT_DIR, path))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def lab_vault():
+    """scripts/lab_vault.py, imported."""
+    return project_module("scripts/lab_vault.py", "rollgate_lab_vault")
 
 
 @functools.cache
@@ -456,12 +462,7 @@ def app_drain_timeout() -> float:
 @functools.cache
 def loadgen():
     """scripts/bench/loadgen.py, imported: the load generator of the benchmarks, reused by the tests."""
-    path = os.path.join(PROJECT_DIR, "scripts", "bench", "loadgen.py")
-    spec = importlib.util.spec_from_file_location("rollgate_loadgen", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return project_module("scripts/bench/loadgen.py", "rollgate_loadgen")
 
 
 def balancer_target():

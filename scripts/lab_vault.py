@@ -41,6 +41,14 @@ OLD_SECRETS_DIR = REPO_ROOT / ".cache" / "lab-secrets"
 ALPHABET = string.ascii_letters + string.digits
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable by this user only (mode 0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(data)
+
+
 def new_secret(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
@@ -54,11 +62,8 @@ def password(path: Path | None = None) -> str:
         text = ""
     if text:
         return text
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = new_secret(64)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(text + "\n")
+    write_private(path, (text + "\n").encode())
     return text
 
 
@@ -120,11 +125,7 @@ def ensure(path: Path | None = None, password_file: Path | None = None) -> str:
     added = missing_secrets(values, old_dir)
     if not added:
         return f"{path}: every secret is there"
-    encrypted = _vault(password_file).encrypt(vault_text({**values, **added}), vault_id=VAULT_ID)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(encrypted)
+    write_private(path, _vault(password_file).encrypt(vault_text({**values, **added}), vault_id=VAULT_ID))
     return f"{path}: made {', '.join(sorted(added))}"
 
 

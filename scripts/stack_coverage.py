@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from lab_vault import SECRETS  # scripts/lab_vault.py: the secrets a stack's vault holds
+
 REPO = Path(__file__).resolve().parents[1]
 STACK_TESTS = REPO / "molecule" / "resources" / "stack_tests"
 SCENARIO = REPO / "molecule" / "stack" / "molecule.yml"
@@ -54,8 +56,7 @@ def stand_in(directory: Path) -> dict[str, str]:
     (directory / "inventory" / "group_vars").mkdir(parents=True)
     (directory / "inventory" / "ansible_inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
     settings = yaml.safe_load(SETTINGS.read_text(encoding="utf-8"))
-    vault_names = {value[2:-2].strip() for value in settings.values() if isinstance(value, str) and "vault_" in value}
-    group_vars = {**settings, **{name: "stand-in" for name in vault_names}}
+    group_vars = {**settings, **{name: "stand-in" for name in SECRETS}}
     (directory / "inventory" / "group_vars" / "all").write_text(yaml.safe_dump(group_vars), encoding="utf-8")
     return {**{name: str(value) for name, value in scenario["verifier"]["env"].items()},
             "MOLECULE_EPHEMERAL_DIRECTORY": str(directory),

@@ -47,7 +47,8 @@ CONNECTION_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-connecti
 DEBIAN_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-debian"
 SSH_DIR = Path(__file__).resolve().parents[2] / ".cache" / "lab-ssh"
 CONNECTIONS = ("podman", "ssh")
-# LAB_DEBIAN: each choice, with the Debian release of an app host by its index (0 for app1).
+# LAB_DEBIAN: each choice, with the Debian release of an app host by its index (0 for app1); the other hosts
+# run app1's.
 DEBIAN_CHOICES = {"12": lambda index: "12", "13": lambda index: "13", "mixed": lambda index: "13" if index % 2 else "12"}
 SUITES = {"12": "bookworm", "13": "trixie"}
 BASE_IMAGE = "localhost/rollgate-base:{suite}"
@@ -134,16 +135,18 @@ def ssh_variables(ssh_dir: Path = SSH_DIR) -> dict:
 
 def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0], debian: str = "12") -> dict:
     names = [f"app{number}" for number in range(1, app_hosts + 1)]
-    hostvars: dict[str, dict] = {"lb1": {"lab_host_number": 0}, "redis1": {"lab_host_number": 1},
-                                 "db1": {"lab_host_number": 2}}
+
+    def image(index: int) -> str:
+        return BASE_IMAGE.format(suite=SUITES[DEBIAN_CHOICES[debian](index)])
+
+    hostvars: dict[str, dict] = {name: {"lab_host_number": number, "lab_image": image(0)}
+                                 for number, name in enumerate(("lb1", "redis1", "db1"))}
     for index, name in enumerate(names):
-        hostvars[name] = {"lab_host_number": 3 + index}
+        hostvars[name] = {"lab_host_number": 3 + index, "lab_image": image(index)}
         capacities = TWO_HOST_CAPACITIES if app_hosts <= 2 else UNEVEN_CAPACITIES
         hostvars[name]["app_capacity"] = capacities[index % len(capacities)]
-    for name, variables in hostvars.items():
+    for variables in hostvars.values():
         variables["lab_address"] = LAB_ADDRESS
-        release = DEBIAN_CHOICES[debian](names.index(name)) if name in names else DEBIAN_CHOICES[debian](0)
-        variables["lab_image"] = BASE_IMAGE.format(suite=SUITES[release])
     groups = {
         "all": {"vars": {"lb_kind": kind}},
         "lb": {"hosts": ["lb1"]},

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import logging
 import math
@@ -589,9 +588,9 @@ def read_password(path: Path | None) -> str:
     if env_password:
         return env_password
     if path is None:
-        spec = importlib.util.spec_from_file_location("rollgate_lab_vault", REPO_ROOT / "scripts" / "lab_vault.py")
-        lab_vault = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(lab_vault)
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import lab_vault  # pylint: disable=import-outside-toplevel  (scripts/lab_vault.py)
+
         return lab_vault.read_vault()["vault_app_admin_password"]
     try:
         words = path.read_text(encoding="utf-8").split()
