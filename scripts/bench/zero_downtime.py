@@ -383,14 +383,12 @@ def run_case(case: Case, kind: str, args: argparse.Namespace, work_dir: Path) ->
 
 PREBUILD_PLAYBOOK = """\
 ---
-# Written by scripts/bench/zero_downtime.py: the app role's wheelhouse build for each release,
-# run before the load so that no deploy's wall time includes a build.
+# Written by scripts/bench/zero_downtime.py: the app role's wheelhouse build for each release, for the
+# Python of every app host (read on the hosts, nothing changed there), run before the load so that no
+# deploy's wall time includes a build.
 - name: Build the benchmark's wheelhouses on the controller
-  hosts: localhost
+  hosts: app
   gather_facts: false
-  vars:
-    ansible_connection: local
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
   tasks:
     - name: Build the wheelhouse of each release
       ansible.builtin.include_role:

@@ -21,7 +21,7 @@ def supported() -> list[str]:
 def test_every_role_with_per_release_facts_knows_every_supported_system():
     roles = {path.parent.parent.name: {p.stem for p in path.parent.iterdir() if RELEASE_FILE.match(p.name)}
              for path in sorted(REPO.glob("roles/*/vars/*.yml")) if RELEASE_FILE.match(path.name)}
-    assert {"postgresql", "redis"} <= set(roles)
+    assert {"postgresql", "redis", "lb"} <= set(roles)
     assert {role: set(supported()) - known for role, known in roles.items()} == {role: set() for role in roles}
 
 
