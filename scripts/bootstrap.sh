@@ -90,7 +90,7 @@ debian_mirror() {
 
 recipe_hash() {
     local suite="$1"
-    printf '%s\n' "${suite}" "${BASE_PACKAGES}" "minbase" "v2" | sha256sum | cut -c1-16
+    printf '%s\n' "${suite}" "${BASE_PACKAGES}" "minbase" "v3" | sha256sum | cut -c1-16
 }
 
 # sshd as on a hardened server (keys only, no root login), off until the SSH lab starts it. The image
@@ -132,6 +132,9 @@ ensure_base_image() {
         || die "debootstrap of ${suite} failed: check that ${mirror} is reachable (apt-get update must work)."
     # Containers need no getty on a console they do not have.
     rm -f "${rootfs}"/etc/systemd/system/getty.target.wants/* || true
+    # Nor load kernel modules: on trixie, systemd-modules-load fails in a container (/etc/modules-load.d/modules.conf
+    # points at an /etc/modules minbase lacks), which left the host "degraded" instead of "running".
+    ln -sf /dev/null "${rootfs}/etc/systemd/system/systemd-modules-load.service"
     prepare_sshd "${rootfs}"
     tar -C "${rootfs}" -c . | podman import --quiet --message "rollgate.recipe=${want}" \
         --change 'CMD ["/lib/systemd/systemd"]' - "${image}" >/dev/null
