@@ -49,7 +49,10 @@ import os
 import platform
 import sys
 
-from ansible.module_utils.basic import AnsibleModule
+try:
+    from ansible.module_utils.basic import AnsibleModule
+except ImportError:  # read_target() alone, run by a Python without Ansible (scripts/run-molecule.sh, in an image)
+    AnsibleModule = None
 
 # The legacy names of manylinux tags (PEP 600), given alongside the glibc version they stand for.
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
@@ -101,15 +104,19 @@ def describe(implementation: str, version: tuple[int, int], libc: str, machine: 
     return target
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+def read_target() -> dict[str, object]:
+    """The wheel target of the Python running this."""
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (AttributeError, ValueError, OSError):
         libc = ""
-    module.exit_json(changed=False, target=describe(
-        sys.implementation.name, (sys.version_info[0], sys.version_info[1]), libc, platform.machine(),
-        sys.executable))
+    return describe(sys.implementation.name, (sys.version_info[0], sys.version_info[1]), libc, platform.machine(),
+                    sys.executable)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module.exit_json(changed=False, target=read_target())
 
 
 if __name__ == "__main__":

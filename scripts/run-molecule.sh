@@ -19,9 +19,23 @@ mkdir -p .cache
 # 1.0.0 is the stacks' app_version; the others are every *_VERSION that test_upgrade.py deploys (read
 # from it, so that a new one cannot be missed: two scenarios building it at once break each other).
 upgrade_versions=$(grep -oE '^[A-Z_]+_VERSION = "[^"]+"' molecule/resources/stack_tests/test_upgrade.py | cut -d'"' -f2)
+# build VERSION [TARGET]: the release for the controller's Python, or for TARGET (the JSON a host's
+# wheel_target module reports), each build with its own log.
 build() {
-    nice -n "$OTHERS_NICE" ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$1" > ".cache/build-release-$1.log" 2>&1 \
-        || { tail -n 40 ".cache/build-release-$1.log"; echo "building the wheelhouse of $1 failed" >&2; return 1; }
+    local log=".cache/build-release-$1${2:+-$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["name"])' "$2")}.log"
+    nice -n "$OTHERS_NICE" ansible-playbook -i localhost, playbooks/build_release.yml -e "app_version=$1" \
+        ${2:+-e "{\"app_wheel_target\": $2}"} > "$log" 2>&1 \
+        || { tail -n 40 "$log"; echo "building the wheelhouse of $1 failed" >&2; return 1; }
+}
+# The wheel targets of the scenarios' base images, read from a throwaway container of each as the
+# wheel_target module reads a host (Debian 13's Python 3.13, say): every release is built for each here, off
+# the critical path, so that no scenario's converge or deploy waits for its wheels.
+image_targets() {
+    local image
+    for image in $(grep -ohE 'image: localhost/rollgate-base:[a-z]+' molecule/*/molecule.yml | cut -d' ' -f2 | sort -u); do
+        podman run --rm --network none -v "$PWD/library:/rollgate:ro" "$image" python3 -c \
+            'import json, sys; sys.path.insert(0, "/rollgate"); import wheel_target; print(json.dumps(wheel_target.read_target()))'
+    done
 }
 # 1.0.0 before any scenario starts. The upgrade versions only the stack's tests deploy, minutes later (after
 # its create and converge): they build beside the first scenarios, all at once, each in its own directory,
@@ -31,8 +45,13 @@ export RELEASES_BUILT="$PWD/.cache/releases-built"
 rm -f "$RELEASES_BUILT"
 (
     pids=()
-    for version in $upgrade_versions; do build "$version" & pids+=("$!:$version"); done
     result=ok
+    mapfile -t targets < <(image_targets)
+    # 1.0.0 for the other images first: the stack's converge needs it within minutes.
+    for target in "${targets[@]}"; do build 1.0.0 "$target" || result="building 1.0.0 for $target failed"; done
+    for version in $upgrade_versions; do
+        ( build "$version" && for target in "${targets[@]}"; do build "$version" "$target"; done ) & pids+=("$!:$version")
+    done
     for entry in "${pids[@]}"; do wait "${entry%%:*}" || result="building ${entry#*:} failed: .cache/build-release-${entry#*:}.log"; done
     echo "$result" > "$RELEASES_BUILT.partial" && mv "$RELEASES_BUILT.partial" "$RELEASES_BUILT"
 ) &
