@@ -44,25 +44,25 @@ def test_a_debian_13_host_gets_the_wheels_of_its_python(tmp_path):
     assert not [path for path in tmp_path.iterdir() if path.name.startswith("rollgate-build-")]
 
 
-def test_a_python_without_wheels_stops_the_build_naming_the_host_and_its_python(tmp_path):
-    """CPython 3.7: several pins of app/requirements.txt publish no wheel for it."""
-    old = wheel_target.describe("cpython", (3, 7), "glibc 2.28", "x86_64", "/usr/bin/python3")
-    result = build(tmp_path / "wheels", old)
-    assert result.returncode != 0
-    output = " ".join(result.stdout.split())
-    assert ("No release of app_version 0.0.1.dev1 can be made for localhost (Python 3.7, cp37-manylinux_2_28_x86_64): "
-            "pip download says ERROR: No matching distribution found for") in output, result.stdout[-3000:]
-    assert "Nothing on the hosts has changed." in output
-    # Nothing half-made: no archive, not even the service's own wheel, and no scratch directory.
+def refused(tmp_path: Path, target: dict) -> str:
+    """The build's output, one line, once it failed, leaving nothing built and no scratch directory."""
+    result = build(tmp_path / "wheels", target)
+    assert result.returncode != 0, result.stdout[-3000:]
     assert not list((tmp_path / "wheels").rglob("*.tar")) and not list((tmp_path / "wheels").rglob("*.whl"))
     assert not [path for path in tmp_path.iterdir() if path.name.startswith("rollgate-build-")]
+    return " ".join(result.stdout.split())
+
+
+def test_a_python_without_wheels_stops_the_build_naming_the_host_and_its_python(tmp_path):
+    """CPython 3.7: several pins of app/requirements.txt publish no wheel for it. Nothing half-made is left: no
+    archive, not even the service's own wheel."""
+    output = refused(tmp_path, wheel_target.describe("cpython", (3, 7), "glibc 2.28", "x86_64", "/usr/bin/python3"))
+    assert ("No release of app_version 0.0.1.dev1 can be made for localhost (Python 3.7, cp37-manylinux_2_28_x86_64): "
+            "pip download says ERROR: No matching distribution found for") in output, output[-3000:]
+    assert "Nothing on the hosts has changed." in output
 
 
 def test_a_python_that_is_no_target_stops_before_any_build(tmp_path):
-    pypy = wheel_target.describe("pypy", (3, 10), "glibc 2.36", "x86_64", "/usr/bin/pypy3")
-    result = build(tmp_path / "wheels", pypy)
-    assert result.returncode != 0
-    output = " ".join(result.stdout.split())
+    output = refused(tmp_path, wheel_target.describe("pypy", (3, 10), "glibc 2.36", "x86_64", "/usr/bin/pypy3"))
     assert ("No release of app_version 0.0.1.dev1 can be made for localhost (Python 3.10: the Python is pypy 3.10; "
-            "wheels are built for CPython only). Nothing on the hosts has changed.") in output, result.stdout[-3000:]
-    assert not (tmp_path / "wheels").exists()
+            "wheels are built for CPython only). Nothing on the hosts has changed.") in output, output[-3000:]
