@@ -28,13 +28,18 @@ build() {
         || { tail -n 40 "$log"; echo "building the wheelhouse of $1 failed" >&2; return 1; }
 }
 # The wheel targets of the scenarios' base images, read from a throwaway container of each as the
-# wheel_target module reads a host (Debian 13's Python 3.13, say): every release is built for each here, off
-# the critical path, so that no scenario's converge or deploy waits for its wheels.
+# wheel_target module reads a host (Debian 13's Python 3.13, say), but the controller's own, which `build
+# VERSION` makes: every release is built for each here, off the critical path, so that no scenario's
+# converge or deploy waits for its wheels.
+read_target='import json, sys; sys.path.insert(0, sys.argv[1]); import wheel_target; print(json.dumps(wheel_target.read_target()))'
 image_targets() {
-    local image
+    local image own target
+    own="$(python3 -c "$read_target" library)"
     for image in $(grep -ohE 'image: localhost/rollgate-base:[a-z]+' molecule/*/molecule.yml | cut -d' ' -f2 | sort -u); do
-        podman run --rm --network none -v "$PWD/library:/rollgate:ro" "$image" python3 -c \
-            'import json, sys; sys.path.insert(0, "/rollgate"); import wheel_target; print(json.dumps(wheel_target.read_target()))'
+        target="$(podman run --rm --network none -v "$PWD/library:/rollgate:ro" "$image" python3 -c "$read_target" /rollgate)"
+        if python3 -c 'import json, sys; a, b = map(json.loads, sys.argv[1:]); sys.exit(a["name"] == b["name"])' "$target" "$own"; then
+            echo "$target"
+        fi
     done
 }
 # 1.0.0 before any scenario starts. The upgrade versions only the stack's tests deploy, minutes later (after
