@@ -8,13 +8,10 @@
 # The stack runs at normal priority, everything else at `nice` OTHERS_NICE (default 10): the stack is the
 # longest and mostly waits (pauses, drains, traffic at a fixed rate), the others keep the CPU busy. Alone
 # the stack leaves most of a core idle; beside two jobs of equal priority it would wait for the CPU.
-# `nice` reaches only the controller's processes: each container is a cgroup of its own, weighed by its
-# cpu shares whatever the nice of the podman that started it. The others' containers (their hosts, make
-# check's fresh machine) get OTHERS_CPU_SHARES (default 128, podman's default being 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${MOLECULE_JOBS:-3}"
-export OTHERS_NICE="${OTHERS_NICE:-10}" OTHERS_CPU_SHARES="${OTHERS_CPU_SHARES:-128}"
+export OTHERS_NICE="${OTHERS_NICE:-10}"
 # Molecule's console wraps at the terminal's width, 80 columns in a log: wide lines keep test ids whole.
 export COLUMNS="${COLUMNS:-200}"
 mkdir -p .cache
@@ -72,7 +69,7 @@ run_one() {
     local scenario="$1" start status
     start=$(date +%s)
     if [ "$scenario" = make-check ]; then
-        if (set -o pipefail; ROLLGATE_CPU_SHARES="$OTHERS_CPU_SHARES" nice -n "$OTHERS_NICE" make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
+        if (set -o pipefail; nice -n "$OTHERS_NICE" make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
             echo "== make check passed in $(( $(date +%s) - start )) s"; return 0; fi
         echo "== make check FAILED in $(( $(date +%s) - start )) s (.cache/make-check.log)"
         echo make-check >> .cache/molecule-failed
@@ -80,9 +77,9 @@ run_one() {
     fi
     # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
     # phase's time from them.
-    local priority=0 shares=""
-    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE" shares="$OTHERS_CPU_SHARES";; esac
-    if (set -o pipefail; ROLLGATE_CPU_SHARES="$shares" nice -n "$priority" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
+    local priority=0
+    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE";; esac
+    if (set -o pipefail; nice -n "$priority" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
         status=passed; else status=FAILED; fi
     echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
         "$(sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$scenario.log" | grep -aoE '[0-9]+ (passed|failed)[^=]*' | tail -n 1)"
