@@ -194,11 +194,63 @@ def instance_ports(host: str, host_vars: Mapping[str, Any]) -> list[int]:
     return sorted_ports
 
 
+def find_private_address(host_vars: Mapping[str, Any], host: str = "") -> tuple[str, str] | None:
+    """Return the host's address on the private network, from its gathered facts, and where it came from.
+
+    With ``common_private_interface`` (an interface name such as ``eth1``) it is that interface's IPv4
+    address; without it, the default IPv4 address. None when the host's facts are not gathered. An
+    interface the facts do not show, or one without an IPv4 address, is an error naming the variable.
+    """
+    interface = host_vars.get("common_private_interface")
+    if interface is not None and interface != "":
+        if not isinstance(interface, str) or not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", interface):
+            raise UpstreamError(
+                f"host {host!r}: common_private_interface must be an interface name such as eth1, got {interface!r}"
+            )
+        names = _nested_fact(host_vars, "interfaces")
+        if not isinstance(names, Sequence) or isinstance(names, str):
+            return None
+        # Facts name an interface's own entry with '-' and ':' as '_' (eth0:1 is ansible_eth0_1).
+        details = _nested_fact(host_vars, re.sub(r"[-:]", "_", interface))
+        address = details.get("ipv4", {}).get("address") if isinstance(details, Mapping) else None
+        if interface not in names or not address:
+            raise UpstreamError(
+                f"host {host!r}: common_private_interface is {interface}, but "
+                + (f"{interface} has no IPv4 address" if interface in names else f"it has no interface {interface}")
+                + f" (its interfaces: {', '.join(sorted(str(name) for name in names))}): set it to the interface of "
+                "the private network, or remove it to use the host's default IPv4 address"
+            )
+        return str(address), "common_private_interface"
+    default_ipv4 = _nested_fact(host_vars, "default_ipv4")
+    if isinstance(default_ipv4, Mapping) and default_ipv4.get("address"):
+        return str(default_ipv4["address"]), "ansible_default_ipv4"
+    return None
+
+
+def private_address(host_vars: Mapping[str, Any], host: str = "") -> str:
+    """The filter: ``find_private_address``'s address alone, '' when the host's facts are not gathered."""
+    found = find_private_address(host_vars, host)
+    return found[0] if found else ""
+
+
+def private_addresses(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str]) -> list[str]:
+    """The filter ``hostvars | private_addresses(names)``: each named host's private address, in order. A host
+    whose facts are not gathered, or that is not in the inventory, is an error naming it."""
+    addresses = []
+    for host in hosts:
+        address = private_address(hostvars[host], host) if host in hostvars else ""
+        if not address:
+            raise UpstreamError(f"host {host!r} has no gathered network facts here: its private address is unknown "
+                                "(gather its facts in an earlier play, or check that it is in the inventory)")
+        addresses.append(address)
+    return addresses
+
+
 def backend_address(host: str, host_vars: Mapping[str, Any]) -> tuple[str, str]:
     """Return the address balancers reach the host's instances on, and the variable it came from.
 
-    Precedence: ``app_address``, the default IPv4 address from gathered facts, ``ansible_host``,
-    the inventory hostname.
+    Precedence: ``app_address``, the private address from gathered facts (``find_private_address``),
+    ``ansible_host``, the inventory hostname.
     """
     if host_vars.get("app_address") is not None:
         address = host_vars["app_address"]
@@ -207,9 +259,9 @@ def backend_address(host: str, host_vars: Mapping[str, Any]) -> tuple[str, str]:
                 f"host {host!r}: app_address must be a non-empty IP address or host name, got {address!r}"
             )
         return address.strip(), "app_address"
-    default_ipv4 = _nested_fact(host_vars, "default_ipv4")
-    if isinstance(default_ipv4, Mapping) and default_ipv4.get("address"):
-        return str(default_ipv4["address"]), "ansible_default_ipv4"
+    found = find_private_address(host_vars, host)
+    if found:
+        return found
     if host_vars.get("ansible_host"):
         return str(host_vars["ansible_host"]), "ansible_host"
     return str(host), "inventory hostname"
@@ -395,4 +447,6 @@ class FilterModule:
             "instance_capacities": _as_filter(instance_capacities),
             "weighted_backends": _as_filter(weighted_backends),
             "checkable_backends": _as_filter(checkable_backends),
+            "private_address": _as_filter(private_address),
+            "private_addresses": _as_filter(private_addresses),
         }

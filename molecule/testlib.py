@@ -248,6 +248,22 @@ def container(name: str):
     return testinfra.get_host(f"podman://{name}")
 
 
+# An interface's IPv4 address, read by the kernel's SIOCGIFADDR (the base image has no iproute2).
+_INTERFACE_ADDRESS = (
+    "import fcntl, socket, struct, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "print(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', sys.argv[1].encode()))[20:24]))\n"
+)
+
+
+def host_address(name: str, private: bool = False) -> str:
+    """A host's IPv4 address (its full container name): on the lab network (eth0), which this machine reaches as
+    its gateway; with `private`, on the private network the stack's traffic takes (common_private_interface; the
+    lab network when the stack has none)."""
+    interface = (group_vars().get("common_private_interface") if private else None) or "eth0"
+    return container(name).check_output("python3 -c %s %s", _INTERFACE_ADDRESS, interface).strip()
+
+
 def insecure_tls() -> ssl.SSLContext:
     """The lab certificate is self-signed: tests compare it with the file instead of trusting it."""
     context = ssl.create_default_context()
@@ -620,8 +636,7 @@ class HeldWrite:
         if self.instance is None:
             return balancer_target()
         app_host, port = self.instance.rsplit("_", 1)
-        address = container(app_host).check_output("hostname -I").split()[0]
-        return loadgen().Target("http", address, int(port))
+        return loadgen().Target("http", host_address(app_host), int(port))
 
     def _send(self, target, session, item_id: int) -> None:
         connection = target.connection(timeout=300)

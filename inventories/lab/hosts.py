@@ -54,6 +54,8 @@ SUITES = {"12": "bookworm", "13": "trixie"}
 BASE_IMAGE = "localhost/rollgate-base:{suite}"
 # Every host's address in the lab network: .(10 + lab_host_number) of lab_network_subnet, a /24.
 LAB_ADDRESS = "{{ lab_network_subnet | regex_replace('\\.0/24$', '') }}.{{ 10 + lab_host_number }}"
+# And in the private network (eth1): the same last number in lab_private_network_subnet.
+LAB_PRIVATE_ADDRESS = "{{ lab_private_network_subnet | regex_replace('\\.0/24$', '') }}.{{ 10 + lab_host_number }}"
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from balancers import kinds  # noqa: E402  (scripts/balancers.py: the balancer kinds, standard library only)
 
@@ -147,6 +149,7 @@ def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNEC
         hostvars[name]["app_capacity"] = capacities[index % len(capacities)]
     for variables in hostvars.values():
         variables["lab_address"] = LAB_ADDRESS
+        variables["lab_private_address"] = LAB_PRIVATE_ADDRESS
     groups = {
         "all": {"vars": {"lb_kind": kind}},
         "lb": {"hosts": ["lb1"]},

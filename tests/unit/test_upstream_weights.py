@@ -251,3 +251,64 @@ def test_the_three_first_balancers_keep_their_weight_ranges() -> None:
     """HAProxy accepts 0-256 and Apache's loadfactor 1-100; nginx has no upper limit, 100 is our choice
     (roles/lb/vars/kinds/<kind>.yml, weight_max)."""
     assert {kind: MAX_WEIGHT[kind] for kind in ("nginx", "haproxy", "apache")} == {"nginx": 100, "haproxy": 256, "apache": 100}
+
+
+# --- The private address (common_private_interface) -------------------------------------------------------
+
+TWO_NETWORKS = {
+    "ansible_facts": {
+        "interfaces": ["lo", "eth0", "eth1", "bond-priv"],
+        "default_ipv4": {"address": "203.0.113.10", "interface": "eth0"},
+        "eth0": {"ipv4": {"address": "203.0.113.10"}},
+        "eth1": {"ipv4": {"address": "10.20.0.11"}},
+        "bond_priv": {"ipv4": {"address": "10.30.0.11"}},
+        "lo": {"ipv4": {"address": "127.0.0.1"}},
+    }
+}
+
+
+def test_the_private_interface_chooses_the_backend_address_over_the_default_one():
+    host_vars = {**TWO_NETWORKS, "common_private_interface": "eth1"}
+    assert uw.backend_address("app1", host_vars) == ("10.20.0.11", "common_private_interface")
+    assert uw.backend_address("app1", TWO_NETWORKS) == ("203.0.113.10", "ansible_default_ipv4")
+    assert FILTERS["private_address"](host_vars, "app1") == "10.20.0.11"
+
+
+def test_an_interface_named_with_a_dash_is_read_from_its_fact_name():
+    host_vars = {**TWO_NETWORKS, "common_private_interface": "bond-priv"}
+    assert uw.find_private_address(host_vars, "app1") == ("10.30.0.11", "common_private_interface")
+
+
+def test_app_address_still_wins_over_the_private_interface():
+    host_vars = {**TWO_NETWORKS, "common_private_interface": "eth1", "app_address": "10.99.0.1"}
+    assert uw.backend_address("app1", host_vars) == ("10.99.0.1", "app_address")
+
+
+def test_without_facts_the_private_address_is_unknown_and_the_backend_falls_back_to_ansible_host():
+    host_vars = {"common_private_interface": "eth1", "ansible_host": "app1.example"}
+    assert FILTERS["private_address"](host_vars, "app1") == ""
+    assert uw.backend_address("app1", host_vars) == ("app1.example", "ansible_host")
+
+
+@pytest.mark.parametrize("interface, expected", [
+    ("eth7", "it has no interface eth7 (its interfaces: bond-priv, eth0, eth1, lo)"),
+    ("lo0; rm", "common_private_interface must be an interface name such as eth1"),
+    (["eth1"], "common_private_interface must be an interface name such as eth1"),
+])
+def test_a_wrong_private_interface_is_an_error_naming_the_variable(interface, expected):
+    with pytest.raises(AnsibleFilterError, match=expected.replace("(", r"\(").replace(")", r"\)")) as raised:
+        FILTERS["private_address"]({**TWO_NETWORKS, "common_private_interface": interface}, "app1")
+    assert "app1" in str(raised.value)
+
+
+def test_an_interface_without_an_ipv4_address_is_an_error():
+    facts = {**TWO_NETWORKS["ansible_facts"], "eth1": {"ipv6": [{"address": "fd00::11"}]}}
+    with pytest.raises(AnsibleFilterError, match="common_private_interface is eth1, but eth1 has no IPv4 address"):
+        FILTERS["private_address"]({"ansible_facts": facts, "common_private_interface": "eth1"}, "app1")
+
+
+def test_private_addresses_lists_each_hosts_and_names_one_without_facts():
+    hostvars = {"lb1": {**TWO_NETWORKS, "common_private_interface": "eth1"}, "mon1": TWO_NETWORKS, "new1": {}}
+    assert FILTERS["private_addresses"](hostvars, ["lb1", "mon1"]) == ["10.20.0.11", "203.0.113.10"]
+    with pytest.raises(AnsibleFilterError, match="host 'new1' has no gathered network facts"):
+        FILTERS["private_addresses"](hostvars, ["lb1", "new1"])

@@ -20,7 +20,8 @@ import urllib.request
 
 import pytest
 
-from testlib import container, fetch, group_vars, host_name, insecure_tls, live_weights, run_playbook, stack
+from testlib import (container, fetch, group_vars, host_address, host_name, insecure_tls, live_weights, run_playbook,
+                     stack)
 
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
@@ -140,10 +141,11 @@ def test_security_headers_are_on_every_response(balancer):
 
 
 def redis_reply(from_host: str, command: str) -> str:
+    """Redis' answer to `command`, sent from `from_host` to Redis' private address (the app's way)."""
     probe = (
         "import socket\n"
         "try:\n"
-        f"    s = socket.create_connection(('{host_name('redis1')}', 6379), timeout=3)\n"
+        f"    s = socket.create_connection(('{host_address(host_name('redis1'), private=True)}', 6379), timeout=3)\n"
         f"    s.sendall(b'{command}\\r\\n'); print(s.recv(200).decode().strip())\n"
         "except OSError as e:\n"
         "    print('refused:', type(e).__name__)\n"
@@ -165,13 +167,25 @@ def test_redis_refuses_a_host_outside_the_app_group():
 
 
 def test_postgresql_refuses_a_host_that_is_not_an_app_host():
-    """This machine reaches the database over the lab network, but it is no app host."""
-    db_address = lab_host("db1").check_output("hostname -I").split()[0]
+    """This machine reaches the database host over the lab network, but it is no app host: the host firewall
+    resets the connection before PostgreSQL sees it."""
     result = subprocess.run(
-        ["psql", f"host={db_address} user=inventory dbname=inventory password={VARS['postgresql_app_password']} "
-                 "connect_timeout=5",
+        ["psql", f"host={host_address(host_name('db1'))} user=inventory dbname=inventory "
+                 f"password={VARS['postgresql_app_password']} connect_timeout=5",
          "-c", "select 1"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode != 0
-    assert "no pg_hba.conf entry" in result.stderr
+    assert "Connection refused" in result.stderr, result.stderr
+
+
+def test_pg_hba_refuses_an_address_the_firewall_lets_through_that_is_no_app_host():
+    """The second lock: the database host connecting to its own private address passes the firewall (loopback),
+    and pg_hba.conf, which names the app hosts alone, refuses it."""
+    db = host_name("db1")
+    result = container(db).run(
+        "psql %s -c 'select 1'",
+        f"host={host_address(db, private=True)} user=inventory dbname=inventory "
+        f"password={VARS['postgresql_app_password']} connect_timeout=5")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry" in result.stderr, result.stderr
