@@ -70,10 +70,15 @@ class Collector:
         self.items: list[dict[str, str]] = []
 
     def pytest_collection_finish(self, session) -> None:
+        kinds = os.environ["STACK_KINDS"].split()
         for item in session.items:
             callspec = getattr(item, "callspec", None)
+            kind = (callspec.params.get("balancer") if callspec else None) or ONCE
+            marker = item.get_closest_marker("once_with_balancer")
+            # The part it runs in: its balancer's, the marked balancer's (a test that runs once there), or the last.
+            part = kinds[min(marker.args[0], len(kinds) - 1)] if marker and kind == ONCE else kind
             self.items.append({"file": Path(str(item.fspath)).name, "function": item.originalname,
-                               "kind": (callspec.params.get("balancer") if callspec else None) or ONCE})
+                               "kind": kind, "part": part})
 
 
 def collect() -> tuple[list[str], list[dict[str, str]]]:
@@ -96,8 +101,10 @@ def coverage(kinds: list[str], items: list[dict[str, str]]) -> list[dict]:
     rows: dict[tuple[str, str], dict] = {}
     for item in items:
         row = rows.setdefault((item["file"], item["function"]), {
-            "file": item["file"], "function": item["function"], **{kind: 0 for kind in [*kinds, ONCE]}})
+            "file": item["file"], "function": item["function"], **{kind: 0 for kind in [*kinds, ONCE]}, "part": None})
         row[item["kind"]] += 1
+        if item["kind"] == ONCE and item["part"] != ONCE:
+            row["part"] = item["part"]
     return list(rows.values())
 
 
@@ -109,7 +116,8 @@ def markdown(kinds: list[str], counts: dict, rows: list[dict], items: list[dict]
               "", f"| test | {' | '.join(columns)} |", f"| --- | {' | '.join('---' for _ in columns)} |"]
     for row in rows:
         lines.append(f"| `{row['file']}::{row['function']}` | "
-                     + " | ".join(str(row[column] or "") for column in columns) + " |")
+                     + " | ".join(str(row[column] or "") for column in columns)
+                     + (f" (with {row['part']})" if row["part"] else "") + " |")
     totals = {column: sum(1 for item in items if item["kind"] == column) for column in columns}
     lines.append(f"| all ({len(items)} tests) | " + " | ".join(str(totals[column]) for column in columns) + " |")
     return "\n".join(lines)
@@ -123,7 +131,7 @@ def main() -> None:
     counts, rows = census(), coverage(kinds, items)
     if arguments.json:
         print(json.dumps({"kinds": kinds, "census": counts, "coverage": rows,
-                          "order": [item["kind"] for item in items]}))
+                          "order": [item["part"] for item in items]}))
     else:
         print(markdown(kinds, counts, rows, items))
 

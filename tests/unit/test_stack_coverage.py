@@ -17,14 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 # Per balancer, as issue 30 lists them: each must run with every balancer.
 PER_KIND = {
     "drain": "test_upgrade.py::test_the_balancer_serves_every_instance_afterwards",
-    "failing deploy": "test_upgrade.py::test_a_failing_version_stops_the_rollout_naming_the_instance",
     "zero failed": "test_upgrade.py::test_no_request_failed_during_the_deploy",
-    "zero failed, failing deploy": "test_upgrade.py::test_no_request_failed_during_the_failed_deploy",
     "weights": "test_upgrade.py::test_the_balancer_weighs_the_instances_by_capacity",
     "slow start": "test_upgrade.py::test_a_returning_batch_ramps_its_weight_up_step_by_step",
     "TLS": "test_security.py::test_tls_1_2_accepts_only_ecdhe_aead_ciphers",
     "headers": "test_security.py::test_https_responses_carry_the_security_headers",
-    "idempotence": "test_security.py::test_the_balancer_converges_again_verbosely_and_changes_nothing",
+    "no secret in the output that made the stack run it": "test_security.py::test_no_secret_in_ansible_output",
     "allowlist": "test_security.py::test_metrics_are_refused_outside_the_allowlist",
     "checker": "test_stack.py::test_the_live_balancer_config_passes_its_checker",
     "status": "test_stack.py::test_make_status_shows_each_instance_at_the_weight_the_balancer_serves_it",
@@ -32,6 +30,13 @@ PER_KIND = {
     "control: no in-flight wait": "test_zero_failed.py::test_a_restart_with_no_in_flight_wait_fails_the_held_write",
     "control: no gate": "test_zero_failed.py::test_a_restart_into_an_unready_config_with_no_gate_fails_requests",
     "control: all at once": "test_zero_failed.py::test_restarting_every_instance_at_once_fails_requests",
+}
+# The failure paths of the rolling deploy: once each, each with another balancer (its part of the run), so
+# that every balancer rolls a failed batch back under traffic.
+FAILURE_PATHS = {
+    "failing deploy": "test_upgrade.py::test_no_request_failed_during_the_failed_deploy",
+    "rollback_all": "test_upgrade.py::test_no_request_failed_during_the_rollback_all",
+    "config that fails readiness": "test_upgrade.py::test_no_request_failed_during_the_failing_config",
 }
 # Kind-independent: run once.
 ONCE = [
@@ -84,6 +89,22 @@ def test_each_balancer_runs_its_own(report, what):
 def test_a_kind_independent_test_runs_once(report, test):
     row = report["rows"][test]
     assert row["once"] >= 1 and not any(row[kind] for kind in report["kinds"]), row
+
+
+def test_each_failure_path_runs_once_and_each_balancer_takes_one(report):
+    rows = [report["rows"][test] for test in FAILURE_PATHS.values()]
+    assert all(row["once"] == 1 and not any(row[kind] for kind in report["kinds"]) for row in rows), rows
+    parts = [row["part"] or report["kinds"][-1] for row in rows]
+    assert sorted(parts) == sorted(report["kinds"]), parts
+
+
+def test_the_lb_roles_second_run_runs_once_and_each_kind_has_an_idempotence_phase(report):
+    """In the stack with the first balancer; per kind, each lb_<kind> scenario's idempotence phase."""
+    row = report["rows"]["test_security.py::test_the_balancer_converges_again_verbosely_and_changes_nothing"]
+    assert row["once"] == 1 and row["part"] == report["kinds"][0], row
+    for kind in report["kinds"]:
+        scenario = yaml.safe_load((REPO / "molecule" / f"lb_{kind}" / "molecule.yml").read_text(encoding="utf-8"))
+        assert "idempotence" in scenario["scenario"]["test_sequence"], kind
 
 
 def test_every_test_function_is_collected(report):

@@ -6,7 +6,9 @@ per-kind test of the first balancer (the one the stack was converged with), then
 to the next (playbooks/balancer.yml -v for the first switch, site.yml -v for the later ones, keeping the
 fleet's version) and its per-kind tests run, and so on; the tests
 that run once come last, on the last balancer, so that the secret scans read what every balancer and
-every deploy wrote. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
+every deploy wrote. A test marked `once_with_balancer(n)` runs once too, but in the part of the n-th
+balancer (0-based; the last one when the run has fewer): the failure paths of the rolling deploy, spread so
+that each balancer takes one. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
 test_upgrade), and each file's own order.
 """
 
@@ -65,10 +67,20 @@ def balancer(request) -> Balancer:
     return Balancer(kind, result)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "once_with_balancer(n): run once, in the part of the n-th balancer (0-based)")
+
+
 def kind_of(item: pytest.Item) -> str | None:
-    """The balancer a collected test runs with; None for a test that runs once."""
+    """The balancer whose part a collected test runs in; None for a test that runs once, last."""
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("balancer") if callspec else None
+    if callspec and callspec.params.get("balancer"):
+        return callspec.params["balancer"]
+    marker = item.get_closest_marker("once_with_balancer")
+    if marker:
+        kinds = stack().kinds
+        return kinds[min(marker.args[0], len(kinds) - 1)]
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,10 +1,13 @@
 """Rolling deploys on the stack, under traffic through the balancer.
 
 Why per kind and why once: each balancer drains, weighs and returns instances its own way, so per
-balancer run the weights by capacity, one good deploy with a slow start (the new version everywhere, the
-weights ramped up step by step, no failed request) and a failing deploy (rolled back at the first batch,
-the later batches untouched, no failed request). The refusal of a degraded fleet and `rollback_all` are
-decisions of the rollout before or after any balancer step: they run once, on the last balancer.
+balancer run the weights by capacity and one good deploy with a slow start (the new version everywhere, the
+weights ramped up step by step, no failed request, the balancer serving every instance afterwards). A
+rollback moves a batch through the same drain, gate and return (roles/rollout/tasks/move.yml) as a good
+batch: the three failure paths run once each, spread so that each balancer takes one under traffic - the
+failing deploy (rolled back at the first batch, the later batches untouched) with the first balancer,
+`rollback_all` with the second, the config that fails readiness with the last. The refusals of a degraded
+fleet are decisions of the rollout before any balancer step: they run once, on the last balancer.
 
 The good deploy goes to whichever of GOOD_VERSION and NEXT_GOOD_VERSION the fleet does not run, so a
 later balancer's deploys reuse the releases an earlier one installed (the stack keeps 5 releases).
@@ -24,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from testlib import (BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind, app_drain_timeout,
-                     changed_counts, container, fleet_version, group_vars, host_name, instances, live_weights,
+                     changed_counts, container, fleet_version, group_vars, host_address, host_name, instances, live_weights,
                      record_traffic, run_playbook, served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
@@ -152,18 +155,30 @@ def test_the_balancer_weighs_the_instances_by_capacity(upgrade, balancer):
         f"{APP_HOSTS[0]}_{PORTS[0]}": 1, f"{APP_HOSTS[1]}_{PORTS[0]}": 3}, weights
 
 
+def test_the_balancer_serves_every_instance_afterwards(upgrade):
+    """40 requests from the balancer's host, in one exec."""
+    seen = served_instances(host_name("lb1"))
+    assert {f"{app}:{port}" for app in APP_HOSTS for port in PORTS} <= seen
+
+
 @pytest.fixture(scope="module")
-def failed_upgrade(upgrade):
-    """Deploy BROKEN_VERSION (readiness always 503) under traffic, after the good one."""
+def failed_upgrade():
+    """Deploy BROKEN_VERSION (readiness always 503) under traffic."""
     wait_until_ready(APP_HOSTS[1])
+    previous = fleet_version()
     untouched_before = main_pids(APP_HOSTS[1])
     with UserTraffic() as traffic:
         result = run_playbook("playbooks/rolling_deploy.yml", {
             "app_version": BROKEN_VERSION, "app_fail_readiness": True, "rollout_gate_timeout": 10})
     record_traffic("rolling deploy, failing, rolled back", active_kind(), traffic)
-    return result, traffic, untouched_before, upgrade[3]
+    return result, traffic, untouched_before, previous
 
 
+FAILING_DEPLOY_WITH = pytest.mark.once_with_balancer(0)
+ROLLBACK_ALL_WITH = pytest.mark.once_with_balancer(1)
+
+
+@FAILING_DEPLOY_WITH
 def test_a_failing_version_stops_the_rollout_naming_the_instance(failed_upgrade):
     result, _, _, _ = failed_upgrade
     output = result.stdout + result.stderr
@@ -173,12 +188,14 @@ def test_a_failing_version_stops_the_rollout_naming_the_instance(failed_upgrade)
     assert "forced by APP_FAIL_READINESS" in output
 
 
+@FAILING_DEPLOY_WITH
 def test_the_failed_batch_is_back_on_the_previous_version(failed_upgrade):
     _, _, _, previous = failed_upgrade
     for port, (_, body) in instances(APP_HOSTS[0]).items():
         assert (body.get("status"), body.get("version")) == ("ready", previous), (port, body)
 
 
+@FAILING_DEPLOY_WITH
 def test_the_batches_not_reached_were_not_touched(failed_upgrade):
     _, _, untouched_before, previous = failed_upgrade
     now = instances(APP_HOSTS[1])
@@ -186,13 +203,14 @@ def test_the_batches_not_reached_were_not_touched(failed_upgrade):
     assert {port: body.get("version") for port, (_, body) in now.items()} == {port: previous for port in PORTS}
 
 
+@FAILING_DEPLOY_WITH
 def test_no_request_failed_during_the_failed_deploy(failed_upgrade):
     _, traffic, _, _ = failed_upgrade
     traffic.assert_none_failed()
 
 
-def test_the_balancer_serves_every_instance_afterwards(failed_upgrade):
-    """40 requests from the balancer's host, in one exec."""
+@FAILING_DEPLOY_WITH
+def test_the_balancer_serves_every_instance_after_the_failed_deploy(failed_upgrade):
     seen = served_instances(host_name("lb1"))
     assert {f"{app}:{port}" for app in APP_HOSTS for port in PORTS} <= seen
 
@@ -253,6 +271,7 @@ def rollback_all_upgrade(tmp_path_factory):
     return result, traffic, previous, records
 
 
+@ROLLBACK_ALL_WITH
 def test_rollback_all_stops_at_the_failing_batch_and_says_the_others_went_back(rollback_all_upgrade):
     result, _, _, _ = rollback_all_upgrade
     output = result.stdout + result.stderr
@@ -261,6 +280,7 @@ def test_rollback_all_stops_at_the_failing_batch_and_says_the_others_went_back(r
     assert "Batches 1 went back too (rollout_on_failure: rollback_all)" in output, output[-4000:]
 
 
+@ROLLBACK_ALL_WITH
 def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_all_upgrade):
     _, _, previous, _ = rollback_all_upgrade
     found = versions()
@@ -269,11 +289,13 @@ def test_rollback_all_leaves_the_whole_fleet_on_the_previous_version(rollback_al
     assert all(weights[f"{app}_{port}"] > 0 for app in APP_HOSTS for port in PORTS), weights
 
 
+@ROLLBACK_ALL_WITH
 def test_no_request_failed_during_the_rollback_all(rollback_all_upgrade):
     _, traffic, _, _ = rollback_all_upgrade
     traffic.assert_none_failed()
 
 
+@ROLLBACK_ALL_WITH
 def test_the_rollout_hooks_ran_around_each_batch_with_what_they_saw(rollback_all_upgrade):
     """Before each batch, before each activation (the rollbacks' too) and after each batch that passed, in
     that order, each seeing its batch and, before an activation, the version each host is about to run."""
@@ -492,5 +514,5 @@ def test_a_converge_limited_to_one_app_host_and_the_balancer_keeps_every_backend
     assert container(lb).check_output(f"sha256sum {config}") == before
     rendered = container(lb).check_output(f"cat {config}")
     for app in APP_HOSTS:
-        address = container(app).check_output("hostname -I").split()[0]
+        address = host_address(app, private=True)
         assert all(f"{address}:{port}" in rendered for port in PORTS), (app, address)
