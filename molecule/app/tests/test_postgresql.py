@@ -47,10 +47,19 @@ def test_app_host_reaches_only_the_app_database(db_address):
     assert "no pg_hba.conf entry for host" in result.stderr
 
 
-def test_host_outside_the_app_group_is_refused(db_address):
+def test_host_outside_the_app_group_is_refused_by_the_firewall(db_address):
+    """A reset from the host firewall (common's firewall entry point): PostgreSQL never sees the client."""
     result = psql(other, db_address, "SELECT 1")
     assert result.rc != 0
-    assert "no pg_hba.conf entry for host" in result.stderr
+    assert "Connection refused" in result.stderr, result.stderr
+
+
+def test_pg_hba_refuses_an_address_the_firewall_lets_through_that_is_no_app_host(db_address):
+    """The second lock: the database host's own private address passes the firewall (loopback), and
+    pg_hba.conf, which names the app hosts alone, refuses it."""
+    result = psql(db, db_address, "SELECT 1")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry for host" in result.stderr, result.stderr
 
 
 def test_max_connections_fits_the_app_pools(db_address):
