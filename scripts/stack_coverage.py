@@ -70,13 +70,13 @@ class Collector:
         self.items: list[dict[str, str]] = []
 
     def pytest_collection_finish(self, session) -> None:
-        kinds = os.environ["STACK_KINDS"].split()
+        # The part of the run a test goes in is the stack tests' conftest's own rule (kind_of): its
+        # balancer's, the balancer of its once_with_balancer marker, or the last part, once.
+        conftest = session.config.pluginmanager.get_plugin(str(STACK_TESTS / "conftest.py"))
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             kind = (callspec.params.get("balancer") if callspec else None) or ONCE
-            marker = item.get_closest_marker("once_with_balancer")
-            # The part it runs in: its balancer's, the marked balancer's (a test that runs once there), or the last.
-            part = kinds[min(marker.args[0], len(kinds) - 1)] if marker and kind == ONCE else kind
+            part = conftest.kind_of(item) or ONCE
             self.items.append({"file": Path(str(item.fspath)).name, "function": item.originalname,
                                "kind": kind, "part": part})
 

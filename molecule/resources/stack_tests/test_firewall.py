@@ -2,8 +2,9 @@
 alone (an outsider: no app, Redis or database host knows it) tries every TCP port each stack host listens
 on there, and the service ports besides. The app's instance ports, Redis and PostgreSQL are closed to it by
 each host's firewall (nftables, common's firewall entry point); SSH stays open on every host, since the lab
-reaches its hosts over SSH on that network, as an operator reaches servers from an admin network. The
-negative control takes one host's app table away and watches the outsider get in.
+reaches its hosts over SSH on that network, as an operator reaches servers from an admin network. Inside
+the private network, Redis and PostgreSQL refuse the balancer host, and an app host refuses another. The
+negative controls take a host's table away (app1's, db1's) and watch the outsider, or the balancer host, get in.
 
 Why once: the firewalls and the addresses they let in are the app, Redis and PostgreSQL roles', which do not
 depend on the balancer; the balancer's own ports are its listeners, checked per kind in test_stack.py.
