@@ -9,11 +9,6 @@ lasts until the next one starts, the last one until the log's last line. Prints 
 {scenario: {phase: seconds}}, phases in the order they ran (a phase run twice, such as destroy, is
 numbered: destroy, destroy#2). With --table, a plain-text table instead: a row per scenario, a column
 per phase, and each scenario's total.
-
-    python scripts/molecule_phases.py --past converge .cache/molecule-stack.log
-
-exits 0 once the log shows that phase over (a later phase has started), 1 before: run-molecule.sh waits
-for it to start the other scenarios once the stack's converge is done.
 """
 
 from __future__ import annotations
@@ -53,13 +48,6 @@ def phases(lines: list[str]) -> dict[str, dict[str, int]]:
     return result
 
 
-def past(lines: list[str], phase: str) -> bool:
-    """Whether the log's scenario started `phase` and another phase after it."""
-    started = [start["phase"] for line in lines if (stamped := STAMPED.match(line.rstrip("\n")))
-               and (start := PHASE_START.search(ANSI.sub("", stamped["text"])))]
-    return phase in started and len(started) > started.index(phase) + 1
-
-
 def table(timings: dict[str, dict[str, int]]) -> str:
     """A row per scenario with its seconds in each phase (columns in the order phases first ran) and its total."""
     columns: list[str] = []
@@ -75,9 +63,6 @@ def table(timings: dict[str, dict[str, int]]) -> str:
 
 
 def main(paths: list[str]) -> int:
-    if paths[:1] == ["--past"] and len(paths) == 3:
-        log = Path(paths[2])
-        return 0 if log.is_file() and past(log.read_text(encoding="utf-8", errors="replace").splitlines(), paths[1]) else 1
     as_table = bool(paths) and paths[0] == "--table"
     paths = paths[1:] if as_table else paths
     merged: dict[str, dict[str, int]] = {}

@@ -8,10 +8,6 @@
 # The stack runs at normal priority, everything else at `nice` OTHERS_NICE (default 10): the stack is the
 # longest and mostly waits (pauses, drains, traffic at a fixed rate), the others keep the CPU busy. Alone
 # the stack leaves most of a core idle; beside two jobs of equal priority it would wait for the CPU.
-# The other scenarios start once the stack's converge is over (its log shows a later phase): a converge is
-# mostly work inside the hosts (apt, PostgreSQL's initdb, pip), where `nice` does not reach, and beside the
-# other scenarios' hosts it took 427 to 669 s. make check, the controller's own work at OTHERS_NICE, runs
-# beside it from the start. STACK_FIRST_WAIT (default 1200 s) bounds the wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${MOLECULE_JOBS:-3}"
@@ -82,39 +78,20 @@ run_one() {
     # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
     # phase's time from them.
     local priority=0
-    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE"; wait_for_the_stacks_converge;; esac
+    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE";; esac
     if (set -o pipefail; nice -n "$priority" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
         status=passed; else status=FAILED; fi
     echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
         "$(sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$scenario.log" | grep -aoE '[0-9]+ (passed|failed)[^=]*' | tail -n 1)"
-    touch ".cache/molecule-$scenario.done"
     if [ "$status" != passed ]; then echo "$scenario" >> .cache/molecule-failed; return 1; fi
 }
 export -f run_one
-
-# Until every stack scenario of this run is past its converge (or done, passed or not), at most
-# STACK_FIRST_WAIT seconds.
-wait_for_the_stacks_converge() {
-    local deadline=$(( $(date +%s) + ${STACK_FIRST_WAIT:-1200} )) stack waiting
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        waiting=0
-        for stack in $STACKS; do
-            [ -e ".cache/molecule-$stack.done" ] && continue
-            python3 scripts/molecule_phases.py --past converge ".cache/molecule-$stack.log" || waiting=1
-        done
-        [ "$waiting" = 0 ] && return 0
-        sleep 5
-    done
-}
-export -f wait_for_the_stacks_converge
 
 # Longest first, so that the last to finish are short: the stack, then (WITH_CHECK=1) make check, then the
 # others in the order given; each takes the next free slot.
 stacks=() others=()
 for scenario in "$@"; do case "$scenario" in stack|stack_*) stacks=("$scenario" "${stacks[@]}");; *) others+=("$scenario");; esac; done
 scenarios=("${stacks[@]}" "${others[@]}")
-export STACKS="${stacks[*]}"
-for scenario in "${scenarios[@]}"; do rm -f ".cache/molecule-$scenario.done" ".cache/molecule-$scenario.log"; done
 ordered=("${stacks[@]}")
 [ "${WITH_CHECK:-0}" = 1 ] && ordered+=(make-check)
 ordered+=("${others[@]}")

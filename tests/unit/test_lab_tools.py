@@ -168,15 +168,3 @@ def test_an_unknown_lab_debian_release_names_the_setting_and_the_choices():
     result = lab_inventory({"ROLLGATE_LAB_DEBIAN": "11"})
     assert result.returncode != 0
     assert "Debian release (from ROLLGATE_LAB_DEBIAN) must be one of 12, 13, mixed, got '11'" in result.stderr
-
-
-def test_a_phase_is_past_once_a_later_phase_has_started():
-    log = ["1764790000 INFO     stack \u279c create: Executing",
-           "1764790050 \x1b[1mINFO\x1b[0m     [stack > converge] Executing",
-           "1764790060 noise"]
-    assert not phases.past(log, "converge")
-    assert phases.past(log, "create")
-    assert not phases.past(log, "verify")
-    assert phases.past([*log, "1764790400 INFO     stack \u279c verify: Executing"], "converge")
-    # A converge that failed: molecule destroys the hosts next.
-    assert phases.past([*log, "1764790400 INFO     stack \u279c destroy: Executing"], "converge")
