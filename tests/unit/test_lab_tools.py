@@ -59,7 +59,7 @@ def test_a_test_is_named_in_the_stack_tests_folder(given):
 
 @pytest.mark.parametrize("given", ["test_nope.py", "tests/unit/test_rollout.py", "../stack_tests/test_stack.py::x"])
 def test_a_test_outside_the_stack_tests_names_the_files(given):
-    with pytest.raises(lab_test.LabTestError, match="test_bad_input.py, test_firewall.py, test_hosts.py, test_security.py, test_ssh.py, test_stack.py, test_upgrade.py, test_zero_failed.py"):
+    with pytest.raises(lab_test.LabTestError, match="test_bad_input.py, test_check_mode.py, test_firewall.py, test_hosts.py, test_security.py, test_ssh.py, test_stack.py, test_upgrade.py, test_zero_failed.py"):
         lab_test.test_paths([given])
 
 
