@@ -158,6 +158,8 @@ def active_kind() -> str:
 
 
 APP_ROOT = "/opt/inventory"
+# The link to the config the instances run with (the app role switches it to a staged one).
+APP_ENV_LINK = "/etc/inventory/inventory.env"
 
 
 # Each balancer's config file on the lb host, as the lb role writes it with the default paths.

@@ -10,14 +10,13 @@ link and file, the releases on disk, and the balancer's config.
 import os
 import re
 
-from testlib import (APP_ROOT, BALANCER_CONFIGS, active_kind, changed_counts, container, fleet_version, host_name,
-                     instances, run_playbook)
+from testlib import (APP_ENV_LINK, APP_ROOT, BALANCER_CONFIGS, active_kind, changed_counts, container,
+                     fleet_version, host_name, instances, run_playbook)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 LB_HOST = host_name("lb1")
 # Never built by scripts/run-molecule.sh (it builds the *_VERSION constants of test_upgrade.py only).
 UNBUILT = "1.4.0.dev7"
-ENV_LINK = "/etc/inventory/inventory.env"
 
 
 def host_state() -> dict:
@@ -28,7 +27,7 @@ def host_state() -> dict:
         host = container(app)
         state[app] = {
             "instances": instances(app),
-            "config": host.check_output(f"readlink {ENV_LINK} && sha256sum $(readlink -f {ENV_LINK})"),
+            "config": host.check_output(f"readlink {APP_ENV_LINK} && sha256sum $(readlink -f {APP_ENV_LINK})"),
             "releases": host.check_output(f"ls {APP_ROOT}/releases"),
         }
     state[LB_HOST] = container(LB_HOST).check_output(f"sha256sum {BALANCER_CONFIGS[active_kind()]}")
@@ -40,29 +39,30 @@ def test_a_checked_deploy_of_an_unbuilt_version_says_what_it_would_do_and_change
     result = run_playbook("playbooks/rolling_deploy.yml", {"app_version": UNBUILT}, extra_args=["--check", "--diff"])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    said = " ".join(output.split())  # the messages, wrapped by the callback, on one line
     built = re.search(r"Check mode: would build the release of app_version " + re.escape(UNBUILT)
-                      + r" on the controller, into (\S+):", " ".join(output.split()))
+                      + r" on the controller, into (\S+):", said)
     assert built, output[-4000:]
     # One wheelhouse per Python of the fleet (the stack's is mixed: 3.11 on Debian 12, 3.13 on Debian 13).
     pythons = {container(app).check_output("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
                for app in APP_HOSTS}
     assert all(f"(Python {python}," in output for python in pythons), (pythons, output[-4000:])
     assert f"Check mode: would install app_version {UNBUILT}" in output
-    assert "Check mode: would roll " + UNBUILT + " out in 2 batch(es)" in " ".join(output.split())
+    assert "Check mode: would roll " + UNBUILT + " out in 2 batch(es)" in said
     assert not os.path.exists(built.group(1)), f"--check built {built.group(1)} on the controller"
     assert host_state() == before
 
 
 def test_a_checked_site_with_a_changed_setting_says_what_would_restart_and_changes_nothing():
     before = host_state()
-    running = container(APP_HOSTS[0]).check_output(f"cat $(readlink -f {ENV_LINK})")
+    running = container(APP_HOSTS[0]).check_output(f"cat $(readlink -f {APP_ENV_LINK})")
     level = "error" if 'LOG_LEVEL="debug"' in running else "debug"
     result = run_playbook("site.yml", {"app_version": fleet_version(), "app_log_level": level},
                           extra_args=["--check", "--diff"])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    restart = " ".join(output.split())
-    assert "Check mode: would restart, batch by batch behind the balancer: " + ", ".join(APP_HOSTS) in restart, output[-4000:]
+    said = " ".join(output.split())  # the messages, wrapped by the callback, on one line
+    assert "Check mode: would restart, batch by batch behind the balancer: " + ", ".join(APP_HOSTS) in said, output[-4000:]
     assert host_state() == before
     # The recap: the database and Redis hosts would not change. (The app hosts would stage the config, unless
     # an earlier run staged it. In the molecule stack, on Apache, the lb host reports changed=1 in check mode

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from testlib import (BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind, app_drain_timeout,
-                     changed_counts, container, fleet_version, group_vars, host_address, host_name, instances, live_weights,
-                     record_traffic, run_playbook, served_instances)
+from testlib import (APP_ENV_LINK, BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind,
+                     app_drain_timeout, changed_counts, container, fleet_version, group_vars, host_address, host_name,
+                     instances, live_weights, record_traffic, run_playbook, served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -355,11 +355,10 @@ def test_the_refused_converge_changed_no_host_and_no_instance(refused_converge):
 # One app setting changed: the stack keeps it from here on (the later converges pass it, or change it on
 # purpose), so that one rolling converge covers both the config change and the version roll.
 CONFIG_CHANGE = {"app_log_level": "warning"}
-ENV_LINK = "/etc/inventory/inventory.env"
 
 
 def config_links() -> dict[str, str]:
-    return {app: container(app).check_output(f"readlink {ENV_LINK}") for app in APP_HOSTS}
+    return {app: container(app).check_output(f"readlink {APP_ENV_LINK}") for app in APP_HOSTS}
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +401,7 @@ def stale_ports(app_host: str) -> list[int]:
     script = base64.b64encode(INSTANCES_SCRIPT.read_bytes()).decode()
     output = container(app_host).check_output(
         f"echo {script} | base64 -d > /run/instances-check.py && python3 /run/instances-check.py inventory"
-        f" $(readlink -f /opt/inventory/current) {ENV_LINK} $(readlink -f {ENV_LINK})"
+        f" $(readlink -f /opt/inventory/current) {APP_ENV_LINK} $(readlink -f {APP_ENV_LINK})"
         f" /etc/systemd/system/inventory@.service {' '.join(map(str, PORTS))}; rm -f /run/instances-check.py")
     return json.loads(output)["stale_ports"]
 
@@ -503,7 +502,7 @@ def test_a_converge_limited_to_one_app_host_and_the_balancer_keeps_every_backend
     config = BALANCER_CONFIGS[active_kind()]
     before = container(lb).check_output(f"sha256sum {config}")
     # The fleet's version and log level as it runs them (the converges above change the level): nothing to change.
-    level = container(APP_HOSTS[0]).check_output(f"sed -n 's/^LOG_LEVEL=//p' {ENV_LINK}").strip().strip('"')
+    level = container(APP_HOSTS[0]).check_output(f"sed -n 's/^LOG_LEVEL=//p' {APP_ENV_LINK}").strip().strip('"')
     result = run_playbook("site.yml", {"app_version": fleet_version(), "app_log_level": level},
                           extra_args=["--limit", f"{APP_HOSTS[0]},{lb}"])
     output = result.stdout + result.stderr
