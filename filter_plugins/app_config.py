@@ -5,10 +5,13 @@
   ``__app_environment`` (roles/app/vars/main.yml), so that the table is written once.
 - ``app_config_problems``: the validator's problems per host, each named by the inventory variable to
   set, as one list of lines.
+- ``env_file_changes``: what a new environment file changes against the running one, one line per setting,
+  with no secret's value in it: the diff --diff can show of a file that holds secrets.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -70,6 +73,49 @@ def app_config_problems(problems: Mapping[str, list[str]], names: Mapping[str, s
     return lines
 
 
+_ENV_LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*$')
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _env_settings(text: str) -> dict[str, str]:
+    """{NAME: value} of an environment file as inventory.env.j2 writes it (NAME="value", escaped)."""
+    settings = {}
+    for line in str(text).splitlines():
+        match = _ENV_LINE.match(line)
+        if match:
+            settings[match.group(1)] = _UNESCAPE.sub(r"\1", match.group(2))
+    return settings
+
+
+def env_file_changes(old_text: str, new_text: str, secrets: list[Any],
+                     names: Mapping[str, str] | None = None) -> list[str]:
+    """One line per setting the new file adds, removes or changes: 'DB_POOL_MAX (app_db_pool_max): "10" -> "12"'.
+
+    A value that holds any of ``secrets`` (a password, alone or inside a URL) is never shown, only that it
+    changed. ``names``: env_variable_names, to name the inventory variable of each setting.
+    """
+    hidden = [str(secret) for secret in secrets or [] if str(secret)]
+    old, new = _env_settings(old_text), _env_settings(new_text)
+
+    def shown(value: str) -> str:
+        return "(a secret, not shown)" if any(secret in value for secret in hidden) else json.dumps(value)
+
+    lines = []
+    for name in list(new) + [name for name in old if name not in new]:
+        label = f"{name} ({names[name]})" if names and name in names else name
+        if name not in old:
+            lines.append(f"{label}: added, {shown(new[name])}")
+        elif name not in new:
+            lines.append(f"{label}: removed, was {shown(old[name])}")
+        elif old[name] != new[name]:
+            if shown(old[name]).startswith("(") or shown(new[name]).startswith("("):
+                lines.append(f"{label}: changed (a secret, not shown)")
+            else:
+                lines.append(f"{label}: {shown(old[name])} -> {shown(new[name])}")
+    return lines
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"env_variable_names": env_variable_names, "app_config_problems": app_config_problems}
+        return {"env_variable_names": env_variable_names, "app_config_problems": app_config_problems,
+                "env_file_changes": env_file_changes}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from app_config import app_config_problems, env_variable_names
+from app_config import app_config_problems, env_file_changes, env_variable_names
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles/app/files/check_config.py"
@@ -104,3 +104,30 @@ def test_the_spec_of_each_number_gives_the_validators_range(env_name):
                                                    ("LOG_LEVEL", config.LOG_LEVELS)])
 def test_the_spec_of_each_choice_gives_the_validators_choices(env_name, allowed):
     assert SPEC[NAMES[env_name]]["choices"] == list(allowed)
+
+
+# env_file_changes: the diff of a config that holds secrets, with none of them in it.
+OLD_ENV = 'APP_ENV="production"\nDB_POOL_MAX="10"\nDB_PASSWORD="s3cret"\nREDIS_URL="redis://:s3cret@redis1:6379/0"\n' \
+          'CACHE_TTL="300"\n'
+
+
+def test_env_file_changes_shows_each_changed_setting_with_both_values_and_its_variable():
+    new = OLD_ENV.replace('DB_POOL_MAX="10"', 'DB_POOL_MAX="12"')
+    assert env_file_changes(OLD_ENV, new, ["s3cret"], NAMES) == ['DB_POOL_MAX (app_db_pool_max): "10" -> "12"']
+
+
+def test_env_file_changes_never_shows_a_secret_alone_or_inside_a_url():
+    new = OLD_ENV.replace("s3cret", "n3w-secret")
+    lines = env_file_changes(OLD_ENV, new, ["s3cret", "n3w-secret"])
+    assert lines == ["DB_PASSWORD: changed (a secret, not shown)", "REDIS_URL: changed (a secret, not shown)"]
+    assert not any("s3cret" in line or "n3w-secret" in line for line in lines)
+
+
+def test_env_file_changes_names_added_and_removed_settings_and_reads_escapes():
+    new = OLD_ENV.replace('CACHE_TTL="300"\n', '') + 'APP_GREETING="say \\"hi\\" for \\$5"\n'
+    assert env_file_changes(OLD_ENV, new, ["s3cret"]) == ['APP_GREETING: added, "say \\"hi\\" for $5"',
+                                                          'CACHE_TTL: removed, was "300"']
+
+
+def test_env_file_changes_is_empty_for_the_same_settings():
+    assert env_file_changes(OLD_ENV, "# a comment\n" + OLD_ENV, ["s3cret"]) == []

@@ -11,12 +11,15 @@ import os
 import re
 
 from testlib import (APP_ENV_LINK, APP_ROOT, BALANCER_CONFIGS, active_kind, changed_counts, container,
-                     fleet_version, host_name, instances, run_playbook)
+                     fleet_version, group_vars, host_name, instances, run_playbook)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 LB_HOST = host_name("lb1")
 # Never built by scripts/run-molecule.sh (it builds the *_VERSION constants of test_upgrade.py only).
 UNBUILT = "1.4.0.dev7"
+# Every secret the app's config holds, by its inventory variable.
+NEW_TOKEN = "check-mode-token-" + os.urandom(8).hex()
+SECRET_NAMES = ["app_key", "redis_requirepass", "postgresql_app_password", "app_admin_password", "app_health_token"]
 
 
 def host_state() -> dict:
@@ -57,12 +60,22 @@ def test_a_checked_site_with_a_changed_setting_says_what_would_restart_and_chang
     before = host_state()
     running = container(APP_HOSTS[0]).check_output(f"cat $(readlink -f {APP_ENV_LINK})")
     level = "error" if 'LOG_LEVEL="debug"' in running else "debug"
-    result = run_playbook("site.yml", {"app_version": fleet_version(), "app_log_level": level},
-                          extra_args=["--check", "--diff"])
+    # A new health token too: a secret, whose change the diff names without its value.
+    result = run_playbook("site.yml", {"app_version": fleet_version(), "app_log_level": level,
+                                       "app_health_token": NEW_TOKEN}, extra_args=["--check", "--diff"])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     said = " ".join(output.split())  # the messages, wrapped by the callback, on one line
     assert "Check mode: would restart, batch by batch behind the balancer: " + ", ".join(APP_HOSTS) in said, output[-4000:]
+    # The diff of the config, which holds secrets: the setting that changes, both values, and no secret.
+    was = re.search(r'^LOG_LEVEL="([a-z]*)"$', running, re.MULTILINE).group(1)
+    # (The callback writes the message as YAML or as JSON, which escapes its quotes.)
+    assert f'LOG_LEVEL (app_log_level): "{was}" -> "{level}"' in said.replace('\\"', '"'), output[-4000:]
+    assert "HEALTH_TOKEN (app_health_token): changed (a secret, not shown)" in said, output[-4000:]
+    secrets = {name: str(group_vars().get(name) or "") for name in SECRET_NAMES} | {"the new token": NEW_TOKEN}
+    assert all(len(secrets[name]) >= 8 for name in SECRET_NAMES[:4]), "the scenario sets every required secret"
+    leaked = [name for name, value in secrets.items() if value and value in output]
+    assert leaked == [], f"the checked run printed the value of {leaked}"
     assert host_state() == before
     # The recap: the database and Redis hosts would not change. (The app hosts would stage the config, unless
     # an earlier run staged it. In the molecule stack, on Apache, the lb host reports changed=1 in check mode
