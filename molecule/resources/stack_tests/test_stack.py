@@ -134,6 +134,25 @@ def test_make_status_shows_each_instance_at_the_weight_the_balancer_serves_it(ba
     assert {name: round(float(row["weight"])) for name, row in rows.items()} == live_weights(balancer.kind)
 
 
+def test_make_status_shows_a_drained_instance_as_drained(balancer):
+    """The lb role's drain entry point (the rolling deploy's) takes one instance out of the running balancer:
+    make status shows it drained, as the balancer itself reports it, and no other; then it goes back."""
+    drained = f"{host_name('app1')}_8000"
+    runtime = "molecule/resources/lb_runtime.yml"
+    result = run_playbook(runtime, {"lb_runtime_action": "drain", "lb_runtime_backends": [drained]})
+    try:
+        assert result.returncode == 0, result.stdout[-3000:]
+        status = run_playbook("playbooks/status.yml", {})
+        assert status.returncode == 0, status.stdout[-3000:]
+        rows = {row["name"]: row["state"] for row in STATUS_ROW.finditer(status.stdout)}
+        assert len(rows) == 4, status.stdout[-3000:]
+        assert rows[drained].startswith("drained"), rows
+        assert all(state.startswith("in rotation") for name, state in rows.items() if name != drained), rows
+    finally:
+        restored = run_playbook(runtime, {"lb_runtime_action": "restore", "lb_runtime_backends": [drained]})
+        assert restored.returncode == 0, restored.stdout[-3000:]
+
+
 def test_security_headers_are_on_every_response(balancer):
     _, headers, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health/liveness")
     assert headers.get("X-Content-Type-Options") == "nosniff"

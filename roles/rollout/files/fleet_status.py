@@ -29,6 +29,14 @@ def fetch_json(url: str) -> tuple[int | None, dict]:
     return status, body if isinstance(body, dict) else {}
 
 
+def p99_cell(metrics: dict) -> str:
+    """The p99 column: "?" when the instance did not say, "-" when it served no request in the window."""
+    response_time = metrics.get("response_time")
+    if not isinstance(response_time, dict) or "p99_ms" not in response_time:
+        return "?"
+    return "-" if response_time["p99_ms"] is None else str(response_time["p99_ms"])
+
+
 def instance_view(instance: dict) -> dict:
     address = instance["address"]
     base = f"http://{'[' + address + ']' if ':' in address else address}:{instance['port']}"
@@ -41,7 +49,7 @@ def instance_view(instance: dict) -> dict:
         # The metrics request itself is one of them.
         "in_flight": metrics["active_connections"] - 1 if "active_connections" in metrics else "?",
         "rpm": metrics.get("requests_per_minute", "?"),
-        "p99_ms": (metrics.get("response_time") or {}).get("p99_ms", "?"),
+        "p99_ms": p99_cell(metrics),
         "err_pct": metrics.get("error_rate_percent", "?"),
         "db": "{in_use}/{max}".format(**metrics["database_connections"]) if "database_connections" in metrics else "?",
     }

@@ -33,12 +33,23 @@ class Cells(HTMLParser):
             self.rows[-1][-1] += data
 
 
+def readable(flags: str) -> str:
+    """The state as make status words it for every balancer, balancer-manager's flags beside it: Drn
+    (draining), Dis (disabled) or Stop take a member out of rotation; Ok alone keeps it in."""
+    words = flags.split()
+    if {"Drn", "Dis", "Stop"} & set(words):
+        return f"drained ({flags})"
+    if "Ok" in words:
+        return f"in rotation ({flags})"
+    return flags
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     with urllib.request.urlopen(f"{settings['manager']}?b={settings['balancer']}", timeout=3) as response:
         parser = Cells()
         parser.feed(response.read().decode())
-    print(json.dumps({row[1]: {"weight": row[3], "state": row[5].strip()}
+    print(json.dumps({row[1]: {"weight": row[3], "state": readable(row[5].strip())}
                       for row in parser.rows if len(row) > 5 and row[0].startswith("http")}))
 
 

@@ -9,6 +9,16 @@ import socket
 import sys
 
 
+def readable(status: str) -> str:
+    """The state as make status words it for every balancer, HAProxy's own status beside it."""
+    word = status.split()[0] if status.split() else ""
+    if word in ("DRAIN", "MAINT"):
+        return f"drained ({status})"
+    if word == "UP":
+        return f"in rotation ({status})"
+    return status
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
@@ -24,7 +34,7 @@ def main() -> None:
     for line in lines[1:]:
         row = dict(zip(header, line.split(",")))
         if row.get("pxname") == settings["backend"] and row.get("svname") not in ("FRONTEND", "BACKEND"):
-            view[row["svname"]] = {"weight": row.get("weight", "?"), "state": row.get("status", "?")}
+            view[row["svname"]] = {"weight": row.get("weight", "?"), "state": readable(row.get("status", "?"))}
     print(json.dumps(view))
 
 
