@@ -63,7 +63,9 @@ def main() -> int:
     balancer = settings["balancer"]
     if balancer["error"]:
         print(f"could not read {balancer['kind']}'s view: {balancer['error']}")
-    columns = ["instance", "version", "ready", "lb weight", "lb state", "in flight", "req/min", "p99 ms", "err%", "db pool"]
+    # One word each: the play's YAML output folds a long line at a single space, never at two.
+    columns = ["instance", "version", "ready", "lb-weight", "lb-state", "in-flight", "req/min", "p99-ms", "err%",
+               "db-pool"]
     rows = []
     for instance, view in zip(instances, views):
         seen = balancer["backends"].get(instance["name"], {"weight": "?", "state": "not in the balancer"})
