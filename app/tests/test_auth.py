@@ -110,3 +110,17 @@ def test_the_dashboard_needs_a_login(app: AppProcess) -> None:
     assert "text/html" in page.headers["content-type"]
     for figure in ("requests per minute", "response time p99", "cache hit rate", "connections in use"):
         assert figure in page.text
+
+
+def test_the_pages_take_their_styles_from_the_served_stylesheet_and_the_csp_allows_no_inline_style(
+        app: AppProcess) -> None:
+    page = httpx.get(app.base_url + "/login")
+    assert "<style" not in page.text and " style=" not in page.text
+    assert '<link rel="stylesheet" href="/static/style.css">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "style-src 'self';" in csp and "unsafe-inline" not in csp
+    stylesheet = httpx.get(app.base_url + "/static/style.css")
+    assert stylesheet.status_code == 200
+    assert stylesheet.headers["content-type"].startswith("text/css")
+    assert "body {" in stylesheet.text
+

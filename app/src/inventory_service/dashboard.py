@@ -17,6 +17,7 @@ from .runtime import Runtime
 from .sessions import COOKIE_NAME
 
 _PAGE = Template(resources.files(__package__).joinpath("templates/page.html").read_text(encoding="utf-8"))
+_STYLE = resources.files(__package__).joinpath("static/style.css").read_bytes()
 _MAX_FORM_BYTES = 4096
 
 router = APIRouter(include_in_schema=False)
@@ -53,6 +54,12 @@ def _login_form(error: str | None = None) -> str:
             "<input id=\"username\" name=\"username\" autocomplete=\"username\" required>"
             "<label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" "
             "autocomplete=\"current-password\" required><br><button type=\"submit\">Sign in</button></form></section>")
+
+
+# The pages' styles, public like the login page; the CSP allows styles from this origin only.
+@router.get("/static/style.css")
+async def stylesheet() -> Response:
+    return Response(_STYLE, media_type="text/css; charset=utf-8", headers={"cache-control": "public, max-age=3600"})
 
 
 @router.get("/login")

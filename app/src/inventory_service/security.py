@@ -24,7 +24,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"content-security-policy",
-     b"default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+     b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
      b"frame-ancestors 'none'; base-uri 'none'"),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
     (b"cross-origin-opener-policy", b"same-origin"),
