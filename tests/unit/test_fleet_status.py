@@ -3,21 +3,14 @@ said."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from typing import Any
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "rollout" / "files" / "fleet_status.py"
+import pytest
 
+from script_module import load_script
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("fleet_status", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fleet_status = load_script()
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+fleet_status = load_script(ROLES / "rollout" / "files" / "fleet_status.py", "fleet_status")
 
 
 def test_p99_is_a_dash_when_the_instance_served_no_request_in_the_window():
@@ -34,25 +27,16 @@ def test_p99_is_a_question_mark_when_the_instance_did_not_say():
 
 
 # Each balancer's view words the state the same way, its own status beside it.
-def load_view(kind: str) -> Any:
-    path = Path(__file__).resolve().parents[2] / "roles" / "lb" / "files" / "kinds" / kind / "view.py"
-    spec = importlib.util.spec_from_file_location(f"view_{kind}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_haproxy_states_read_as_drained_or_in_rotation():
-    view = load_view("haproxy")
-    assert view.readable("DRAIN") == "drained (DRAIN)"
-    assert view.readable("MAINT") == "drained (MAINT)"
-    assert view.readable("UP") == "in rotation (UP)"
-    assert view.readable("DOWN") == "DOWN"
-
-
-def test_apache_flags_read_as_drained_or_in_rotation():
-    view = load_view("apache")
-    assert view.readable("Init Drn Ok") == "drained (Init Drn Ok)"
-    assert view.readable("Init Dis Ok") == "drained (Init Dis Ok)"
-    assert view.readable("Init Ok") == "in rotation (Init Ok)"
-    assert view.readable("Init Err") == "Init Err"
+@pytest.mark.parametrize(("kind", "status", "state"), [
+    ("haproxy", "DRAIN", "drained (DRAIN)"),
+    ("haproxy", "MAINT", "drained (MAINT)"),
+    ("haproxy", "UP", "in rotation (UP)"),
+    ("haproxy", "DOWN", "DOWN"),
+    ("apache", "Init Drn Ok", "drained (Init Drn Ok)"),
+    ("apache", "Init Dis Ok", "drained (Init Dis Ok)"),
+    ("apache", "Init Ok", "in rotation (Init Ok)"),
+    ("apache", "Init Err", "Init Err"),
+])
+def test_each_balancers_status_reads_as_drained_or_in_rotation(kind, status, state):
+    view = load_script(ROLES / "lb" / "files" / "kinds" / kind / "view.py", f"view_{kind}")
+    assert view.readable(status) == state

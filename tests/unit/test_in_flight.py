@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fake_time import FakeTime
+from script_module import load_script
 from scripted_http import Reply, ScriptedServer, free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "rollout" / "files" / "in_flight.py"
@@ -18,14 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "rollout" / "files" / "
 StartServer = Callable[..., ScriptedServer]
 
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("in_flight", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-in_flight = load_script()
+in_flight = load_script(SCRIPT, "in_flight")
 
 
 def wait_idle(timeout: float, targets: dict[str, str]) -> dict[str, Any]:
