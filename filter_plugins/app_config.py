@@ -97,8 +97,11 @@ def env_file_changes(old_text: str, new_text: str, secrets: list[Any],
     hidden = [str(secret) for secret in secrets or [] if str(secret)]
     old, new = _env_settings(old_text), _env_settings(new_text)
 
+    def holds_secret(value: str) -> bool:
+        return any(secret in value for secret in hidden)
+
     def shown(value: str) -> str:
-        return "(a secret, not shown)" if any(secret in value for secret in hidden) else json.dumps(value)
+        return "(a secret, not shown)" if holds_secret(value) else json.dumps(value)
 
     lines = []
     for name in list(new) + [name for name in old if name not in new]:
@@ -108,7 +111,7 @@ def env_file_changes(old_text: str, new_text: str, secrets: list[Any],
         elif name not in new:
             lines.append(f"{label}: removed, was {shown(old[name])}")
         elif old[name] != new[name]:
-            if shown(old[name]).startswith("(") or shown(new[name]).startswith("("):
+            if holds_secret(old[name]) or holds_secret(new[name]):
                 lines.append(f"{label}: changed (a secret, not shown)")
             else:
                 lines.append(f"{label}: {shown(old[name])} -> {shown(new[name])}")
