@@ -337,6 +337,19 @@ def app_backends(hostvars: Mapping[str, Mapping[str, Any]], app_hosts: Sequence[
     return backends
 
 
+def instance_names(hostvars: Mapping[str, Mapping[str, Any]], app_hosts: Sequence[str]) -> list[str]:
+    """The filter ``hostvars | instance_names(groups['app'])``: every instance of the app group by the name it
+    runs under (``APP_INSTANCE``, ``<host>:<port>``), in inventory order then port order."""
+    if isinstance(app_hosts, (str, bytes)) or not isinstance(app_hosts, Iterable):
+        raise UpstreamError(f"expected the list of app hosts, such as groups['app'], got {app_hosts!r}")
+    names = []
+    for host in app_hosts:
+        if host not in hostvars:
+            raise UpstreamError(f"host {host!r} is in the app group but has no hostvars")
+        names += [f"{host}:{port}" for port in instance_ports(str(host), hostvars[host])]
+    return names
+
+
 def _checked_backends(backends: Any) -> list[Mapping[str, Any]]:
     if isinstance(backends, (str, bytes, Mapping)) or not isinstance(backends, Iterable):
         raise UpstreamError(f"expected the list from app_backends, got {backends!r}")
@@ -449,4 +462,5 @@ class FilterModule:
             "checkable_backends": _as_filter(checkable_backends),
             "private_address": _as_filter(private_address),
             "private_addresses": _as_filter(private_addresses),
+            "instance_names": _as_filter(instance_names),
         }

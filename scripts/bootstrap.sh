@@ -17,8 +17,9 @@ BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,iproute2,procps,sudo,ca-
 # podman and what it needs at run time: --no-install-recommends leaves out iptables, which netavark (podman's
 # network stack) calls for every container ("netavark: No such file or directory" without it).
 # openssh-client: ssh, ssh-keyscan and ssh-keygen, with which the SSH lab and make test's stack reach their hosts.
+# chromium and chromium-driver: the real browser of the dashboard's test (never one Selenium downloads).
 HOST_PACKAGES=(podman runc debootstrap iptables uidmap slirp4netns netavark aardvark-dns conmon fuse-overlayfs
-               openssh-client)
+               openssh-client chromium chromium-driver)
 DROPIN_DIR="/etc/containers/containers.conf.d"
 DROPIN_FILE="${DROPIN_DIR}/50-rollgate-lab.conf"
 

@@ -23,15 +23,17 @@ inner='
 set -euo pipefail
 # The base image carries openssh-server for the SSH lab, and with it the client: gone, as on a machine without it.
 apt-get purge -qq -y openssh-server openssh-client >/dev/null
-for tool in podman iptables netavark ssh ssh-keyscan; do
+for tool in podman iptables netavark ssh ssh-keyscan chromium chromedriver; do
     if command -v "$tool" >/dev/null || [ -x "/usr/lib/podman/$tool" ]; then
         echo "fresh-machine: the fresh image already has $tool: it proves nothing" >&2; exit 3
     fi
 done
 bash /bootstrap.sh host
-for tool in ssh ssh-keyscan ssh-keygen; do
+for tool in ssh ssh-keyscan ssh-keygen chromium chromedriver; do
     command -v "$tool" >/dev/null || { echo "fresh-machine: the host step left no $tool" >&2; exit 4; }
 done
+# The browser test needs the driver to run, not only to be there.
+chromedriver --version
 # The smallest image that runs: /bin/true and the libraries it links, as a rootfs (nothing is pulled).
 rootfs=$(mktemp -d)
 for file in /bin/true $(ldd /bin/true | grep -oE "/[^ ]+"); do

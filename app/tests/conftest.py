@@ -24,7 +24,7 @@ REDIS_TEST_DBS = {"REDIS_DB": "10", "REDIS_CACHE_DB": "11", "REDIS_SESSION_DB": 
 # Two more for tests that need a rate-limit store of their own.
 SPARE_REDIS_DBS = ("14", "15")
 APP_VARIABLE_PREFIXES = ("APP_", "DB_", "REDIS_", "SESSION_", "HEALTH_", "DRAIN_", "RATE_LIMIT", "ADMIN_",
-                         "CACHE_", "ACCESS_LOG", "LOG_LEVEL", "FORWARDED_ALLOW_IPS")
+                         "CACHE_", "ACCESS_LOG", "LOG_LEVEL", "FORWARDED_ALLOW_IPS", "FLEET_")
 
 
 class Launcher:

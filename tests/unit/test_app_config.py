@@ -67,7 +67,8 @@ def test_each_environment_variable_is_named_by_the_role_variable_it_comes_from()
     assert NAMES["ADMIN_USERNAME"] == "app_admin_username"
     assert NAMES["SESSION_COOKIE_SECURE"] == "app_session_cookie_secure"
     # uvicorn reads FORWARDED_ALLOW_IPS, rendered from the balancers' addresses only; the service does not.
-    assert set(RAW_ENVIRONMENT) - set(NAMES) == {"FORWARDED_ALLOW_IPS"}
+    # FLEET_INSTANCES comes from the inventory's app group.
+    assert set(RAW_ENVIRONMENT) - set(NAMES) == {"FORWARDED_ALLOW_IPS", "FLEET_INSTANCES"}
 
 
 def test_a_problem_names_its_variable_then_the_others_it_mentions():

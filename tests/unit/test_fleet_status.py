@@ -3,6 +3,8 @@ said."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,25 @@ def test_p99_is_a_question_mark_when_the_instance_did_not_say():
 def test_each_balancers_status_reads_as_drained_or_in_rotation(kind, status, state):
     view = load_script(ROLES / "lb" / "files" / "kinds" / kind / "view.py", f"view_{kind}")
     assert view.readable(status) == state
+
+
+# nginx's view is its config file only while that file is what nginx loaded at its last successful reload.
+nginx_view = load_script(ROLES / "lb" / "files" / "kinds" / "nginx" / "view.py", "view_nginx")
+
+
+def test_nginx_config_written_before_its_newest_worker_started_is_what_nginx_serves():
+    assert nginx_view.stale_config(1000.0, 1000.5) is None
+    assert nginx_view.stale_config(1000.9, 1000.0) is None  # within /proc's start-time slack
+
+
+def test_nginx_config_written_after_its_newest_worker_started_is_not_taken_for_the_view():
+    problem = nginx_view.stale_config(1010.0, 1000.0)
+    assert "changed after its last successful reload" in problem and "nginx -t" in problem
+    assert nginx_view.stale_config(1000.0, None) == "nginx runs no worker process"
+
+
+def test_nginx_workers_are_found_as_the_children_of_their_parent():
+    # This test's own process is a child of its parent: its start lies between boot and now.
+    start = nginx_view.newest_child_start(os.getppid())
+    assert start is not None and start <= time.time()
+    assert nginx_view.newest_child_start(2 ** 22 + 1) is None

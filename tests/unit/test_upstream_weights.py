@@ -312,3 +312,11 @@ def test_private_addresses_lists_each_hosts_and_names_one_without_facts():
     assert FILTERS["private_addresses"](hostvars, ["lb1", "mon1"]) == ["10.20.0.11", "203.0.113.10"]
     with pytest.raises(AnsibleFilterError, match="host 'new1' has no gathered network facts"):
         FILTERS["private_addresses"](hostvars, ["lb1", "new1"])
+
+
+def test_instance_names_are_each_hosts_ports_as_the_instances_name_themselves():
+    hostvars = {"app1": {"app_instance_ports": [8001, 8000]}, "app2": {}, "app3": {"app_instance_ports": [9000]}}
+    assert FILTERS["instance_names"](hostvars, ["app1", "app2", "app3"]) == [
+        "app1:8000", "app1:8001", "app2:8000", "app2:8001", "app3:9000"]
+    with pytest.raises(AnsibleFilterError, match="host 'app4' is in the app group but has no hostvars"):
+        FILTERS["instance_names"](hostvars, ["app4"])

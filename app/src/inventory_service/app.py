@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +15,7 @@ from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
 
-from . import auth, dashboard, health, items
+from . import auth, dashboard, fleet, health, items
 from .config import Settings
 from .middleware import GateMiddleware, ObservabilityMiddleware
 from .repository import Conflict, NotFound
@@ -37,9 +39,14 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rt.open()
+        publisher = asyncio.create_task(fleet.publish_forever(rt), name="fleet entry publisher")
         try:
             yield
         finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+            await fleet.withdraw(rt)
             await rt.close()
 
     app = FastAPI(title="rollgate inventory service", version=settings.app_version, description=DESCRIPTION,

@@ -86,6 +86,8 @@ class Settings:
     access_log: bool
     log_level: str
     session_driver: str = "redis"
+    # Every instance of the deployment, by its APP_INSTANCE name: the dashboard's fleet view.
+    fleet_instances: tuple[str, ...] = ()
 
 
 def package_version() -> str:
@@ -193,6 +195,20 @@ def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
+MAX_FLEET_INSTANCES = 1000
+
+
+def parse_instance_names(raw: str) -> tuple[str, ...]:
+    """FLEET_INSTANCES: comma-separated instance names (host:port), each printable, without spaces."""
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for name in names:
+        if len(name) > 100 or not name.isprintable() or any(c.isspace() for c in name):
+            raise ValueError(f"{name[:100]!r} is no instance name")
+    if len(names) > MAX_FLEET_INSTANCES:
+        raise ValueError(f"lists {len(names)} instances, more than {MAX_FLEET_INSTANCES}")
+    return names
+
+
 def load_settings(env: Mapping[str, str], port: int) -> Settings:
     """Build the settings from ``env``; raise ConfigError naming every bad variable."""
     read = _Reader(env)
@@ -222,6 +238,15 @@ def load_settings(env: Mapping[str, str], port: int) -> Settings:
     pool_max = read.integer("DB_POOL_MAX", 10, *RANGES["DB_POOL_MAX"])
     if pool_max < pool_min:
         read.problems.append(f"DB_POOL_MAX must be at least DB_POOL_MIN ({pool_min}), got {pool_max}")
+
+    fleet_instances: tuple[str, ...] = ()
+    raw_fleet = read.optional("FLEET_INSTANCES")
+    if raw_fleet is not None:
+        try:
+            fleet_instances = parse_instance_names(raw_fleet)
+        except ValueError as exc:
+            read.problems.append(f"FLEET_INSTANCES must be a comma-separated list of instance names such as "
+                                 f"app1:8000,app2:8000: {exc}")
 
     admin_username = read.optional("ADMIN_USERNAME")
     admin_password = read.optional("ADMIN_PASSWORD")
@@ -265,6 +290,7 @@ def load_settings(env: Mapping[str, str], port: int) -> Settings:
         admin_password=admin_password,
         access_log=read.boolean("ACCESS_LOG", False),
         log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
+        fleet_instances=fleet_instances,
     )
     if read.problems:
         raise ConfigError(read.problems)
