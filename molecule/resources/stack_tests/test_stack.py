@@ -153,6 +153,25 @@ def test_make_status_shows_a_drained_instance_as_drained(balancer):
         assert restored.returncode == 0, restored.stdout[-3000:]
 
 
+def test_make_status_does_not_take_an_nginx_config_that_nginx_has_not_loaded_for_its_view(balancer):
+    """nginx's view is its config file (open-source nginx has no runtime API): a file written after the last
+    successful reload is not what nginx serves, so make status says the view is unknown, and why."""
+    if balancer.kind != "nginx":
+        pytest.skip("only nginx's view is read from its config file")
+    lb = lab_host("lb1")
+    # A write one second and more after the workers started (the view allows /proc's 1 s of slack).
+    lb.check_output("sleep 1.5 && touch /etc/nginx/nginx.conf")
+    try:
+        status = run_playbook("playbooks/status.yml", {})
+        assert status.returncode == 0, status.stdout[-3000:]
+        said = " ".join(status.stdout.split())
+        assert "view is unknown: its config file changed after its last successful reload" in said, said[-3000:]
+        rows = {row["name"]: (row["weight"], row["state"]) for row in STATUS_ROW.finditer(status.stdout)}
+        assert len(rows) == 4 and set(rows.values()) == {("?", "unknown")}, rows
+    finally:
+        lb.check_output("systemctl reload nginx")
+
+
 def test_security_headers_are_on_every_response(balancer):
     _, headers, _ = fetch(urllib.request.build_opener(), f"http://127.0.0.1:{HTTP_PORT}/health/liveness")
     assert headers.get("X-Content-Type-Options") == "nosniff"

@@ -66,9 +66,11 @@ def main() -> int:
     # One word each: the play's YAML output folds a long line at a single space, never at two.
     columns = ["instance", "version", "ready", "lb-weight", "lb-state", "in-flight", "req/min", "p99-ms", "err%",
                "db-pool"]
+    # A view that could not be read says nothing of an instance's place in the balancer.
+    absent = {"weight": "?", "state": "unknown" if balancer["error"] else "not in the balancer"}
     rows = []
     for instance, view in zip(instances, views):
-        seen = balancer["backends"].get(instance["name"], {"weight": "?", "state": "not in the balancer"})
+        seen = balancer["backends"].get(instance["name"], absent)
         weight, state = seen["weight"], seen["state"]
         rows.append([instance["name"], view["version"], view["ready"], weight, state, view["in_flight"], view["rpm"],
                      view["p99_ms"], view["err_pct"], view["db"]])
