@@ -24,8 +24,9 @@ FILES = {kind: balancers.facts(kind)["config_file"] for kind in KINDS}
 
 
 def isolated_env(tmp_path: Path) -> dict:
-    """An empty fact cache: addresses then come from the inventory, as on a fresh controller."""
-    return {**os.environ, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
+    """An empty fact cache: addresses then come from the inventory, as on a fresh controller. The lab reached
+    through podman, whatever `make up LAB_CONNECTION=...` last kept: over SSH its hosts are named by address."""
+    return {**os.environ, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts"), "ROLLGATE_LAB_CONNECTION": "podman"}
 
 
 def generate(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
