@@ -133,7 +133,7 @@ async def system_health(request: Request) -> Response:
     health = health_body(rt, state)
     figures = balancer_metrics(rt, state)
     pool = pool_figures(rt)
-    rows, problem = await read_fleet(rt)
+    rows, problem = await read_fleet(rt, state)
     mib = 1024 * 1024
     own = rt.settings.app_instance
     body = "".join([

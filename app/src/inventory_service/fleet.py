@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from .health import assess, balancer_metrics, pool_figures
+from .health import Readiness, assess, balancer_metrics, pool_figures
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,8 @@ def entry_key(app_env: str, instance: str) -> str:
     return f"rollgate:fleet:{app_env}:{instance}"
 
 
-async def snapshot(rt: Runtime) -> dict[str, Any]:
-    """This instance's figures, as it publishes them."""
-    state = await assess(rt)
+def snapshot(rt: Runtime, state: Readiness) -> dict[str, Any]:
+    """This instance's figures with its readiness ``state`` (assessed by the caller), as it publishes them."""
     figures = balancer_metrics(rt, state)
     pool = pool_figures(rt)
     return {
@@ -56,7 +55,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
 
 
 async def publish(rt: Runtime) -> None:
-    entry = await snapshot(rt)
+    entry = snapshot(rt, await assess(rt))
     await rt.redis.set(entry_key(rt.settings.app_env, rt.settings.app_instance), json.dumps(entry),
                        ex=ENTRY_TTL_SECONDS)
 
@@ -103,8 +102,9 @@ def fleet_rows(names: Sequence[str], entries: Mapping[str, str | bytes | None]) 
     return rows
 
 
-async def read_fleet(rt: Runtime) -> tuple[list[dict[str, Any]], str | None]:
-    """Every instance's row, this one's from its live figures; and the problem, if Redis could not be read."""
+async def read_fleet(rt: Runtime, state: Readiness) -> tuple[list[dict[str, Any]], str | None]:
+    """Every instance's row, this one's from its live figures and ``state``; and the problem, if Redis could
+    not be read."""
     own = rt.settings.app_instance
     names = fleet_names(rt.settings.fleet_instances, own)
     others = [name for name in names if name != own]
@@ -116,5 +116,5 @@ async def read_fleet(rt: Runtime) -> tuple[list[dict[str, Any]], str | None]:
             entries = dict(zip(others, values, strict=True))
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             problem = f"the other instances' figures could not be read from Redis ({type(exc).__name__})"
-    entries[own] = json.dumps(await snapshot(rt))
+    entries[own] = json.dumps(snapshot(rt, state))
     return fleet_rows(names, entries), problem
