@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -326,14 +327,15 @@ def apache_members_out_of_service(backends: Any, members: Any) -> list[str]:
 
 
 def apache_runtime_plan(backends: Any, members: Any) -> dict[str, Any]:
-    """How to bring Apache's running balancer to ``backends`` (with weights and drain states):
-    through balancer-manager at runtime, with no graceful restart, or by a reload.
+    """How to bring Apache's running balancer to ``backends`` (with weights and drain states): member by
+    member through balancer-manager at runtime, with no graceful restart, or by a reload.
 
-    Returns ``{"reload_because": "", "changes": [{"address": ..., "state": "drained"|"present"}]}``
-    when only drain states differ: one change per host address, because
-    community.general.apache2_mod_proxy sets every member of a host at once. ``reload_because`` says
-    why a reload is needed instead: a member added or gone, a load factor that differs (a slow-start
-    step), or a host whose members should not all be in the same state."""
+    Returns ``{"reload_because": "", "changes": [...]}`` when the running members are the wanted ones:
+    one change per member whose load factor or drain state differs, as the form balancer-manager takes
+    (``{"name", "url", "form": {"b", "w", "nonce", "w_lf", "w_status_N", "w_status_D"}}``, posted to
+    ``url``). A graceful restart closes the clients' idle kept-alive connections, and a request sent on
+    one as it closes fails; none happens here. ``reload_because`` says why a reload is needed instead: a
+    member added or gone, or a member without the balancer-manager link to set it by."""
     checked = _checked_backends(backends)
     running = {}
     for member in members or []:
@@ -345,7 +347,9 @@ def apache_runtime_plan(backends: Any, members: Any) -> dict[str, Any]:
             factor = None
         running[(str(member.get("host")), str(member.get("port")))] = {
             "factor": factor,
-            "drained": bool(status.get("drained") or status.get("disabled")),
+            "drained": bool(status.get("drained")),
+            "disabled": bool(status.get("disabled")),
+            "url": str(member.get("management_url") or ""),
         }
 
     def reload(because: str) -> dict[str, Any]:
@@ -357,20 +361,21 @@ def apache_runtime_plan(backends: Any, members: Any) -> dict[str, Any]:
         gone = sorted(f"{host}:{port}" for host, port in set(running) - set(wanted))
         return reload(f"members differ (not running: {', '.join(added) or 'none'}; "
                       f"running but not wanted: {', '.join(gone) or 'none'})")
-    states_by_address: dict[str, set[bool]] = {}
-    for key, backend in wanted.items():
-        weight = max(int(backend.get("weight", 1)), 1)
-        if running[key]["factor"] != float(weight):
-            return reload(f"{backend['name']} runs at load factor {running[key]['factor']}, wanted {weight}")
-        states_by_address.setdefault(key[0], set()).add(bool(backend.get("drained")))
-    mixed = sorted(address for address, states in states_by_address.items() if len(states) > 1)
-    if mixed:
-        return reload(f"some members of {', '.join(mixed)} are to be drained and others not")
     changes = []
-    for address, states in sorted(states_by_address.items()):
-        drained = states.pop()
-        if any(running[key]["drained"] != drained for key in wanted if key[0] == address):
-            changes.append({"address": address, "state": "drained" if drained else "present"})
+    for key, backend in sorted(wanted.items(), key=lambda item: item[1]["name"]):
+        # Apache's smallest load factor is 1: a weight of 0 (no capacity) is drained at 1.
+        weight = max(int(backend.get("weight", 1)), 1)
+        drained = bool(backend.get("drained"))
+        now = running[key]
+        if now["factor"] == float(weight) and now["drained"] == drained and not now["disabled"]:
+            continue
+        url, _, query = now["url"].partition("?")
+        link = dict(urllib.parse.parse_qsl(query))
+        if not url or not all(link.get(field) for field in ("b", "w", "nonce")):
+            return reload(f"balancer-manager gave no link with b, w and nonce for {backend['name']}")
+        changes.append({"name": backend["name"], "url": url, "form": {
+            "b": link["b"], "w": link["w"], "nonce": link["nonce"], "w_lf": str(weight),
+            "w_status_N": "1" if drained else "0", "w_status_D": "0"}})
     return {"reload_because": "", "changes": changes}
 
 

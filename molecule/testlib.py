@@ -167,6 +167,17 @@ BALANCER_CONFIGS = {"nginx": "/etc/nginx/nginx.conf", "haproxy": "/etc/haproxy/h
                     "apache": "/etc/apache2/sites-available/rollgate.conf"}
 
 
+# Each balancer's systemd unit on the lb host.
+BALANCER_UNITS = {"nginx": "nginx", "haproxy": "haproxy", "apache": "apache2"}
+
+
+def balancer_reloads(lb_host: str, kind: str) -> int:
+    """How many times systemd has reloaded the balancer on ``lb_host`` (its journal's "Reloading" lines)."""
+    output = container(lb_host).check_output(
+        "journalctl -u %s -o cat --no-pager | grep -c '^Reloading' || true", BALANCER_UNITS[kind])
+    return int(output.strip() or 0)
+
+
 def fleet_version() -> str:
     """The version every app host runs (its `current` release), one exec per host; an error when they
     differ, since a switch or a converge must not choose between them."""

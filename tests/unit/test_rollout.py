@@ -198,10 +198,11 @@ def test_apache_members_out_of_service_matches_address_and_port():
     assert rollout.apache_members_out_of_service(backends, []) == [b["name"] for b in backends]
 
 
-def balancer_member(address, port, factor="1.00", status="Init Ok ", drained=False):
+def balancer_member(address, port, factor="1.00", status="Init Ok ", drained=False, disabled=False):
     """One member as community.general.apache2_mod_proxy returns it."""
+    url = f"http://127.0.0.1:8081/balancer-manager?b=rollgate&w=http://{address}:{port}&nonce=n-1"
     return {"host": address, "port": str(port), "attributes": {"Status": status, "Factor": factor},
-            "status": {"drained": drained, "disabled": False}}
+            "status": {"drained": drained, "disabled": disabled}, "management_url": url}
 
 
 def weighted(backends, weights, drained=()):
@@ -209,36 +210,53 @@ def weighted(backends, weights, drained=()):
             for backend, weight in zip(backends, weights)]
 
 
-def test_apache_runtime_plan_drains_and_returns_whole_hosts_without_reload():
+def member_change(name, address, port, factor, drained):
+    return {"name": name, "url": "http://127.0.0.1:8081/balancer-manager", "form": {
+        "b": "rollgate", "w": f"http://{address}:{port}", "nonce": "n-1", "w_lf": str(factor),
+        "w_status_N": "1" if drained else "0", "w_status_D": "0"}}
+
+
+def test_apache_runtime_plan_drains_and_returns_members_without_reload():
     backends = weighted(fleet(2, 2), [3, 3, 1, 1], drained=["app2_8000", "app2_8001"])
     members = [balancer_member("10.0.0.1", 8000, "3.00"), balancer_member("10.0.0.1", 8001, "3.00"),
                balancer_member("10.0.0.2", 8000), balancer_member("10.0.0.2", 8001)]
-    assert rollout.apache_runtime_plan(backends, members) == {
-        "reload_because": "", "changes": [{"address": "10.0.0.2", "state": "drained"}]}
-    # Already drained: nothing to change. Back in service: one change for the host.
+    assert rollout.apache_runtime_plan(backends, members) == {"reload_because": "", "changes": [
+        member_change("app2_8000", "10.0.0.2", 8000, 1, True), member_change("app2_8001", "10.0.0.2", 8001, 1, True)]}
+    # Already drained: nothing to change. Back in service: one change per member.
     members[2]["status"]["drained"] = members[3]["status"]["drained"] = True
     assert rollout.apache_runtime_plan(backends, members)["changes"] == []
     returned = weighted(fleet(2, 2), [3, 3, 1, 1])
-    assert rollout.apache_runtime_plan(returned, members)["changes"] == [{"address": "10.0.0.2", "state": "present"}]
+    assert [change["name"] for change in rollout.apache_runtime_plan(returned, members)["changes"]] == [
+        "app2_8000", "app2_8001"]
+    # Half a host drained: each member is set on its own.
+    half = weighted(fleet(2, 2), [3, 3, 1, 1], drained=["app2_8001"])
+    assert rollout.apache_runtime_plan(half, members)["changes"] == [
+        member_change("app2_8000", "10.0.0.2", 8000, 1, False)]
 
 
-def test_apache_runtime_plan_reloads_when_more_than_drain_states_differ():
+def test_apache_runtime_plan_sets_a_slow_start_step_without_reload():
     members = [balancer_member("10.0.0.1", 8000, "3.00"), balancer_member("10.0.0.2", 8000)]
-    # A slow-start step changes a load factor.
     plan = rollout.apache_runtime_plan(weighted(fleet(1, 1), [1, 1]), members)
-    assert plan["changes"] == [] and "app1_8000 runs at load factor 3.0, wanted 1" in plan["reload_because"]
-    # A member added or gone.
+    assert plan == {"reload_because": "", "changes": [member_change("app1_8000", "10.0.0.1", 8000, 1, False)]}
+    # A weight of 0 (no capacity) is drained at load factor 1, Apache's smallest.
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 1), [3, 0], drained=["app2_8000"]), members)
+    assert plan == {"reload_because": "", "changes": [member_change("app2_8000", "10.0.0.2", 8000, 1, True)]}
+    # A disabled member (an operator's "Dis" in balancer-manager) is enabled again.
+    members[1]["status"]["disabled"] = True
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 1), [3, 1]), members)
+    assert plan["changes"] == [member_change("app2_8000", "10.0.0.2", 8000, 1, False)]
+
+
+def test_apache_runtime_plan_reloads_when_the_members_differ():
+    members = [balancer_member("10.0.0.1", 8000, "3.00"), balancer_member("10.0.0.2", 8000)]
     plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 1, 1]), members)
-    assert "not running: app2_8001" in plan["reload_because"]
+    assert plan["changes"] == [] and "not running: app2_8001" in plan["reload_because"]
     plan = rollout.apache_runtime_plan(weighted(fleet(1), [3]), members)
     assert "running but not wanted: 10.0.0.2:8000" in plan["reload_because"]
-    # Half a host drained: balancer-manager through the module sets a whole host at once.
-    members.append(balancer_member("10.0.0.2", 8001))
-    plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 1, 1], drained=["app2_8001"]), members)
-    assert plan["reload_because"] == "some members of 10.0.0.2 are to be drained and others not"
-    # A weight of 0 (no capacity) is drained at load factor 1, Apache's smallest.
-    plan = rollout.apache_runtime_plan(weighted(fleet(1, 2), [3, 0, 0], drained=["app2_8000", "app2_8001"]), members)
-    assert plan == {"reload_because": "", "changes": [{"address": "10.0.0.2", "state": "drained"}]}
+    # No link to set a member by (balancer-manager's page changed shape): a reload, never a guess.
+    members[1]["management_url"] = ""
+    plan = rollout.apache_runtime_plan(weighted(fleet(1, 1), [3, 2]), members)
+    assert plan["reload_because"] == "balancer-manager gave no link with b, w and nonce for app2_8000"
 
 
 def test_batch_check_uses_readiness_seen_now():

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from testlib import (APP_ENV_LINK, BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind,
-                     app_drain_timeout, changed_counts, container, fleet_version, group_vars, host_address, host_name,
+                     app_drain_timeout, balancer_reloads, changed_counts, container, fleet_version, group_vars, host_address, host_name,
                      instances, live_weights, record_traffic, run_playbook, served_instances)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
@@ -91,6 +91,7 @@ def upgrade(balancer):
     timeout would allow; the tests read the result."""
     version = another_good_version(fleet_version())
     seen: dict = {}
+    reloads = [balancer_reloads(host_name("lb1"), balancer.kind)]
     marks = [time.monotonic()]
     with HeldWrite(APP_HOSTS, DB_HOST, instance=f"{APP_HOSTS[0]}_{PORTS[0]}") as held, \
             WeightSampler(balancer.kind) as sampler, UserTraffic() as traffic:
@@ -103,10 +104,12 @@ def upgrade(balancer):
         sampler.settle(marks[-1])
         releaser.join(timeout=60)
     marks.append(time.monotonic())
+    reloads.append(balancer_reloads(host_name("lb1"), balancer.kind))
+    seen["reloads"] = reloads[1] - reloads[0]
     record_traffic("rolling deploy, good, slow start", balancer.kind, traffic,
                    held={"instance": held.instance, "status": held.status, "error": held.error},
                    weights={f"{app}_{port}": sampler.history(f"{app}_{port}") for app in APP_HOSTS for port in PORTS},
-                   weight_samples=len(sampler.samples),
+                   weight_samples=len(sampler.samples), balancer_reloads=seen["reloads"],
                    seconds=dict(zip(("start", "deploy", "end"), (round(b - a, 1) for a, b in zip(marks, marks[1:])))))
     return result, traffic, sampler, version, (held, seen)
 
@@ -135,6 +138,17 @@ def test_the_deploy_waited_for_the_write_held_in_flight(upgrade):
     _, _, _, _, (held, seen) = upgrade
     assert seen.get("drained"), f"the held write's instance {held.instance} was never seen drained"
     assert held.succeeded, f"the write held on {held.instance} failed: HTTP {held.status} {held.error}"
+
+
+def test_a_balancer_with_a_runtime_api_is_never_reloaded_by_the_deploy(upgrade, balancer):
+    """HAProxy (its runtime API) and Apache (balancer-manager) drain, weigh and return instances at runtime.
+    A reload closes the clients' idle kept-alive connections, and a request sent on one as it closes
+    fails: CI's run of d4c5676 lost a write so, when Apache reloaded for each slow-start step. nginx has no
+    runtime API in its open-source build: it reloads, and its reloads are left out here."""
+    if balancer.kind == "nginx":
+        pytest.skip("open-source nginx changes its upstreams only by a reload")
+    _, _, _, _, (_, seen) = upgrade
+    assert seen["reloads"] == 0, f"{balancer.kind} was reloaded {seen['reloads']} times during the deploy"
 
 
 def test_a_returning_batch_ramps_its_weight_up_step_by_step(upgrade):
