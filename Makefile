@@ -15,7 +15,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer,"
-	@echo "               LAB_CONNECTION=ssh reaches its hosts over SSH as deploy with sudo"
+	@echo "               LB_HOSTS=2 a balancer pair behind a floating address, LAB_CONNECTION=ssh reaches its hosts over SSH as deploy with sudo"
 	@echo "make test      everything CI checks: make check beside the molecule scenarios, three at a time, the stack first"
 	@echo "make check     before every commit (about 5.5 min): the bootstrap on a fresh container, lint, unit and playbook tests, app tests"
 	@echo "make lab-test KIND=haproxy [TESTS=test_upgrade.py::test_rolling_deploy_succeeds]"
@@ -33,10 +33,12 @@ bootstrap:
 	@bash scripts/bootstrap.sh all
 
 # make up APP_HOSTS=N: a lab of N app hosts; make up LB_KIND=haproxy: the lab's balancer; make up
+# LB_HOSTS=2: a balancer pair, lb1 and lb2, behind the floating address .250 of the lab network; make up
 # LAB_CONNECTION=ssh: hosts reached over SSH as deploy with sudo, as servers are (podman: as root through
 # podman exec). inventories/lab/hosts.py reads them; each is kept for the commands after it.
 APP_HOSTS ?=
 LB_KIND ?=
+LB_HOSTS ?=
 LAB_CONNECTION ?=
 LAB_DEBIAN ?=
 
@@ -48,6 +50,7 @@ keep_lab_setting = if [ -n "$($(1))" ]; then ROLLGATE_$(1)="$($(1))" python3 inv
 lab: bootstrap
 	@$(call keep_lab_setting,APP_HOSTS,lab-app-hosts)
 	@$(call keep_lab_setting,LB_KIND,lab-lb-kind)
+	@$(call keep_lab_setting,LB_HOSTS,lab-lb-hosts)
 	@$(call keep_lab_setting,LAB_CONNECTION,lab-connection)
 	@$(call keep_lab_setting,LAB_DEBIAN,lab-debian)
 	@python scripts/lab_vault.py ensure

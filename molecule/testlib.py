@@ -378,10 +378,10 @@ def parse_weights(kind: str, raw: str) -> dict[str, int]:
     return served_weights(raw)
 
 
-def _probe_command(kind: str, interval: float, limit: float, keep_stdin: bool) -> list[str]:
+def _probe_command(kind: str, interval: float, limit: float, keep_stdin: bool, lb_host: str | None = None) -> list[str]:
     with open(BALANCER_PROBE, encoding="utf-8") as stream:
         source = stream.read()
-    return ["podman", "exec", *(["-i"] if keep_stdin else []), host_name("lb1"), "python3", "-c", source,
+    return ["podman", "exec", *(["-i"] if keep_stdin else []), lb_host or host_name("lb1"), "python3", "-c", source,
             kind, str(interval), str(limit)]
 
 
@@ -405,12 +405,12 @@ def live_weights(kind: str, attempts: int = 3) -> dict[str, int]:
 
 class WeightSampler:
     """The balancer's weights every `interval` seconds (nginx: each NGINX_SAMPLE_SECONDS window of answers),
-    from one probe process on the lb host that runs until stopped (at most `limit` seconds):
+    from one probe process on the lb host (lb1, or `lb_host`) that runs until stopped (at most `limit` seconds):
     [(monotonic time, weights)]. A sample that cannot be read or weighed is left out."""
 
-    def __init__(self, kind: str, interval: float = 0.3, limit: float = 1200) -> None:
+    def __init__(self, kind: str, interval: float = 0.3, limit: float = 1200, lb_host: str | None = None) -> None:
         interval = NGINX_SAMPLE_SECONDS if kind == "nginx" else interval
-        self.kind, self.interval, self.limit = kind, interval, limit
+        self.kind, self.interval, self.limit, self.lb_host = kind, interval, limit, lb_host
         self.samples: list[tuple[float, dict[str, int]]] = []
         self._process: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -425,7 +425,8 @@ class WeightSampler:
                 continue  # the balancer could not give it (a reload between processes, an nginx window across a reload)
 
     def __enter__(self) -> "WeightSampler":
-        self._process = subprocess.Popen(_probe_command(self.kind, self.interval, self.limit, keep_stdin=True),
+        self._process = subprocess.Popen(_probe_command(self.kind, self.interval, self.limit, keep_stdin=True,
+                                                        lb_host=self.lb_host),
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._thread.start()
         return self
@@ -499,10 +500,12 @@ def balancer_target():
     return loadgen().Target.from_url(f"https://127.0.0.1:{stack().https_port}")
 
 
-def admin_session():
-    """A logged-in admin session through the balancer (loadgen's SharedSession: cookie and CSRF token)."""
+def admin_session(url: str | None = None):
+    """A logged-in admin session through the balancer (loadgen's SharedSession: cookie and CSRF token), on
+    127.0.0.1 or at `url` (the pair's floating address)."""
     variables = group_vars()
-    session = loadgen().SharedSession(balancer_target(), variables.get("app_admin_username", "admin"),
+    target = loadgen().Target.from_url(url) if url else balancer_target()
+    session = loadgen().SharedSession(target, variables.get("app_admin_username", "admin"),
                                       variables["app_admin_password"], 10.0)
     session.login()
     return session
@@ -517,7 +520,8 @@ class UserTraffic:
     No request is sent twice once it was sent (loadgen's retry_stale is off): a balancer's retry is the
     balancer's business, not the client's. A request whose kept-alive connection the server closed while
     it was idle goes on a new connection before it is sent, as HTTP clients' pools do; it is counted as
-    `reconnected`, a class of its own. Bounded: at most `limit_seconds`, then it stops by itself.
+    `reconnected`, a class of its own. Bounded: at most `limit_seconds`, then it stops by itself. It goes to the
+    balancer on 127.0.0.1, or to `url` (the pair's floating address).
 
     The rate stays under the app's rate limit per client (600 a minute): every request comes from the one
     address the balancer sees."""
@@ -526,8 +530,9 @@ class UserTraffic:
     ITEM_PREFIX = "ZEROFAIL-"
 
     def __init__(self, rate: float = 8.0, workers: int = 4, write_ratio: float = 0.35, health_ratio: float = 0.3,
-                 limit_seconds: float = 600.0) -> None:
+                 limit_seconds: float = 600.0, url: str | None = None) -> None:
         self.records: list[dict] = []
+        self.url = url
         self.settings = loadgen().LoadSettings(
             rate=rate, duration=limit_seconds, max_requests=int(rate * limit_seconds), workers=workers,
             timeout=70.0, write_ratio=write_ratio, drain_timeout=75.0, retry_stale=False,
@@ -536,8 +541,8 @@ class UserTraffic:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "UserTraffic":
-        target = balancer_target()
-        session = admin_session()
+        target = loadgen().Target.from_url(self.url) if self.url else balancer_target()
+        session = admin_session(self.url)
         items = loadgen().ensure_items(target, session, self.ITEM_PREFIX, 4, 10.0)
 
         def run() -> None:

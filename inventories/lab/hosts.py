@@ -42,6 +42,13 @@ from pathlib import Path
 DEFAULT_APP_HOSTS = 2
 MAX_APP_HOSTS = 200  # addresses .13 to .212 of the lab's /24
 SIZE_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-app-hosts"
+LB_HOSTS_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-hosts"
+DEFAULT_LB_HOSTS = 1
+MAX_LB_HOSTS = 3
+# lb2 and lb3: after the largest app host (app200 is 202), so that neither moves another host.
+LB_HOST_NUMBERS = {"lb1": 0, "lb2": 203, "lb3": 204}
+# The pair's floating address (lb_vip): .250 of the lab network, above every host's (.10 to .249).
+LAB_VIP = "{{ lab_network_subnet | regex_replace('\\.0/24$', '') }}.250"
 KIND_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-lb-kind"
 CONNECTION_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-connection"
 DEBIAN_FILE = Path(__file__).resolve().parents[2] / ".cache" / "lab-debian"
@@ -77,15 +84,25 @@ def lab_setting(variable: str, kept: Path) -> tuple[str, str]:
     return "", ""
 
 
-def app_host_count() -> int:
-    """ROLLGATE_APP_HOSTS, else the size file, else the default; exits naming the setting when bad."""
-    source, text = lab_setting("ROLLGATE_APP_HOSTS", SIZE_FILE)
+def host_count(setting: str, kept: Path, default: int, maximum: int, fix: str) -> int:
+    """ROLLGATE_<setting>, else the file that keeps it, else the default; exits naming the setting when it
+    is not a whole number from 1 to maximum."""
+    source, text = lab_setting(f"ROLLGATE_{setting}", kept)
     if not text:
-        return DEFAULT_APP_HOSTS
-    if not text.isdigit() or not 1 <= int(text) <= MAX_APP_HOSTS:
-        sys.exit(f"lab inventory: APP_HOSTS (from {source}) must be a whole number from 1 to {MAX_APP_HOSTS}, "
-                 f"got {text!r}: run make up APP_HOSTS=N with such a number")
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        sys.exit(f"lab inventory: {setting} (from {source}) must be a whole number from 1 to {maximum}, "
+                 f"got {text!r}: {fix}")
     return int(text)
+
+
+def app_host_count() -> int:
+    return host_count("APP_HOSTS", SIZE_FILE, DEFAULT_APP_HOSTS, MAX_APP_HOSTS,
+                      "run make up APP_HOSTS=N with such a number")
+
+
+def lb_host_count() -> int:
+    return host_count("LB_HOSTS", LB_HOSTS_FILE, DEFAULT_LB_HOSTS, MAX_LB_HOSTS, "run make up LB_HOSTS=2 for a balancer pair")
 
 
 def lb_kind() -> str:
@@ -135,14 +152,18 @@ def ssh_variables(ssh_dir: Path = SSH_DIR) -> dict:
     }
 
 
-def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0], debian: str = "12") -> dict:
+def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNECTIONS[0], debian: str = "12",
+              lb_hosts: int = DEFAULT_LB_HOSTS) -> dict:
     names = [f"app{number}" for number in range(1, app_hosts + 1)]
+    balancers = [f"lb{number}" for number in range(1, lb_hosts + 1)]
 
     def image(index: int) -> str:
         return BASE_IMAGE.format(suite=SUITES[DEBIAN_CHOICES[debian](index)])
 
     hostvars: dict[str, dict] = {name: {"lab_host_number": number, "lab_image": image(0)}
                                  for number, name in enumerate(("lb1", "redis1", "db1"))}
+    for name in balancers[1:]:
+        hostvars[name] = {"lab_host_number": LB_HOST_NUMBERS[name], "lab_image": image(0)}
     for index, name in enumerate(names):
         hostvars[name] = {"lab_host_number": 3 + index, "lab_image": image(index)}
         capacities = TWO_HOST_CAPACITIES if app_hosts <= 2 else UNEVEN_CAPACITIES
@@ -152,7 +173,7 @@ def inventory(app_hosts: int, kind: str = DEFAULT_KIND, connection: str = CONNEC
         variables["lab_private_address"] = LAB_PRIVATE_ADDRESS
     groups = {
         "all": {"vars": {"lb_kind": kind}},
-        "lb": {"hosts": ["lb1"]},
+        "lb": {"hosts": balancers, "vars": {"lb_vip": LAB_VIP} if lb_hosts > 1 else {}},
         "app": {"hosts": names},
         "redis": {"hosts": ["redis1"]},
         "db": {"hosts": ["db1"]},
@@ -169,7 +190,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--host":
         print("{}")
         return 0
-    print(json.dumps(inventory(app_host_count(), lb_kind(), lab_connection(), lab_debian()), indent=2))
+    print(json.dumps(inventory(app_host_count(), lb_kind(), lab_connection(), lab_debian(), lb_host_count()), indent=2))
     return 0
 
 

@@ -15,8 +15,8 @@ import balancers
 REPO = Path(__file__).resolve().parents[2]
 LB = REPO / "roles" / "lb"
 # What every kind's facts say (roles/lb/vars/kinds/<kind>.yml, __lb_kind).
-FACTS = {"service", "config_path", "config_file", "template", "checker", "render_check_command", "weight_max", "runtime",
-         "view_settings"}
+FACTS = {"service", "config_path", "config_file", "template", "checker", "live_check", "render_check_command",
+         "weight_max", "runtime", "view_settings"}
 # The verbs the shared entry points include by name: tasks/kinds/<kind>/<verb>.yml.
 VERBS = {"install", "backends", "serving", "render_check"}
 # Handlers every kind has (handlers/main.yml includes them by name); restart and connection_limit only

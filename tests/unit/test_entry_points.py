@@ -22,17 +22,31 @@ def walk(node):
             yield from walk(value)
 
 
+# roles/rollout/tasks/balancers.yml includes the lb entry point its callers name in rollout_lb_entry.
+TEMPLATED_ENTRY = "{{ rollout_lb_entry }}"
+
+
 def entry_points_called() -> dict[tuple[str, str], list[str]]:
-    """(role, tasks_from) -> the files that call it."""
+    """(role, tasks_from) -> the files that call it; a tasks_from of TEMPLATED_ENTRY stands for each
+    value its callers give rollout_lb_entry."""
     files = [REPO / "site.yml", *sorted((REPO / "playbooks").glob("*.yml")), *sorted((REPO / "roles").glob("*/tasks/*.yml"))]
     called: dict[tuple[str, str], list[str]] = {}
+    templated: dict[str, list[str]] = {}
+    named: dict[str, list[str]] = {}
     for path in files:
         for node in walk(yaml.safe_load(path.read_text(encoding="utf-8"))):
+            if isinstance(node.get("vars"), dict) and "rollout_lb_entry" in node["vars"]:
+                named.setdefault(node["vars"]["rollout_lb_entry"], []).append(str(path.relative_to(REPO)))
             for key in INCLUDES & node.keys():
                 arguments = node[key]
-                if isinstance(arguments, dict) and "tasks_from" in arguments:
+                if isinstance(arguments, dict) and arguments.get("tasks_from") == TEMPLATED_ENTRY:
+                    templated.setdefault(arguments["name"], []).append(str(path.relative_to(REPO)))
+                elif isinstance(arguments, dict) and "tasks_from" in arguments:
                     entry = (arguments["name"], Path(arguments["tasks_from"]).stem)
                     called.setdefault(entry, []).append(str(path.relative_to(REPO)))
+    for role, includers in templated.items():
+        for entry, callers in named.items():
+            called.setdefault((role, entry), []).extend(includers + callers)
     return called
 
 

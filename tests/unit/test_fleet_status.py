@@ -64,3 +64,13 @@ def test_nginx_workers_are_found_as_the_children_of_their_parent():
     start = nginx_view.newest_child_start(os.getppid())
     assert start is not None and start <= time.time()
     assert nginx_view.newest_child_start(2 ** 22 + 1) is None
+
+
+def test_the_table_says_whose_view_it_is_and_who_holds_the_floating_address():
+    single = {"kind": "nginx", "host": "lb1", "vip": "", "holds_vip": False, "backends": {}, "error": ""}
+    assert fleet_status.balancer_line(single) == "balancer lb1 (nginx)"
+    assert fleet_status.balancer_line({**single, "vip": "10.0.0.250", "holds_vip": True}) == (
+        "balancer lb1 (nginx): holds the floating address 10.0.0.250")
+    # set_fact may hand the boolean over as its text.
+    assert fleet_status.balancer_line({**single, "host": "lb2", "vip": "10.0.0.250", "holds_vip": "False"}) == (
+        "balancer lb2 (nginx): standby for the floating address 10.0.0.250")

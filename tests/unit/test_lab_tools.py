@@ -78,9 +78,27 @@ def test_a_fleet_on_one_version_gives_it_and_a_mixed_one_is_refused():
         lab_test.one_version({"app2": "1.1.0", "app1": "1.0.0"})
 
 
+# Every lab setting pinned to its default, so that the settings this checkout keeps under .cache/ (a
+# developer's `make up LB_HOSTS=2`) do not leak in; each test overrides what it checks.
+LAB_DEFAULTS = {"ROLLGATE_APP_HOSTS": "2", "ROLLGATE_LB_KIND": "nginx", "ROLLGATE_LB_HOSTS": "1",
+                "ROLLGATE_LAB_CONNECTION": "podman", "ROLLGATE_LAB_DEBIAN": "12"}
+
+
 def lab_inventory(environment: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "inventories/lab/hosts.py"), "--list"], capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", **environment}, check=False)
+                          text=True, env={"PATH": "/usr/bin:/bin", **LAB_DEFAULTS, **environment}, check=False)
+
+
+def test_a_lab_pair_gets_lb2_and_the_floating_address_and_a_bad_count_is_named():
+    listing = json.loads(lab_inventory({"ROLLGATE_LB_HOSTS": "2"}).stdout)
+    assert listing["lb"]["hosts"] == ["lb1", "lb2"]
+    assert listing["lb"]["vars"]["lb_vip"].endswith(".250")
+    # lb2 after the largest app host: resizing the app hosts never moves it.
+    assert listing["_meta"]["hostvars"]["lb2"]["lab_host_number"] == 203
+    assert json.loads(lab_inventory({}).stdout)["lb"] == {"hosts": ["lb1"], "vars": {}}
+    result = lab_inventory({"ROLLGATE_LB_HOSTS": "4"})
+    assert result.returncode != 0
+    assert "LB_HOSTS (from ROLLGATE_LB_HOSTS) must be a whole number from 1 to 3, got '4'" in result.stderr
 
 
 def test_the_lab_kind_comes_from_the_environment_first():

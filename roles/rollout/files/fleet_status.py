@@ -55,12 +55,22 @@ def instance_view(instance: dict) -> dict:
     }
 
 
+def balancer_line(balancer: dict) -> str:
+    """Whose view the table shows: the lb host and its kind, and with a pair, whether it holds the VIP."""
+    line = f"balancer {balancer.get('host', '?')} ({balancer['kind']})"
+    if balancer.get("vip"):
+        held = balancer.get("holds_vip") in (True, "True", "true")
+        line += f": {'holds' if held else 'standby for'} the floating address {balancer['vip']}"
+    return line
+
+
 def main() -> int:
     settings = json.loads(sys.argv[1])
     instances = settings["instances"]
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(instances)))) as pool:
         views = list(pool.map(instance_view, instances))
     balancer = settings["balancer"]
+    print(balancer_line(balancer))
     if balancer["error"]:
         print(f"could not read {balancer['kind']}'s view: {balancer['error']}")
     # One word each: the play's YAML output folds a long line at a single space, never at two.

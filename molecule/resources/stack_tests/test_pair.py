@@ -1,0 +1,388 @@
+"""The balancer pair behind its floating address (lb_vip: keepalived, VRRPv3, unicast between the lb hosts).
+
+One lb host holds the address and it serves the app; keepalived's config passes its checker; VRRP is let in
+from the peers only. Under traffic sent to the floating address itself (a port published on 127.0.0.1 is
+bound to one container and cannot follow it), the holder dies (its container killed): the address moves
+within 3 s, and no request sent after the move fails. The old holder, back, does not take it back. A rogue VRRP
+speaker on an app host, with the highest priority, does not make the holder give the address up; the same
+rogue against a holder without the peer filters does (the negative control, kept in the suite).
+
+Skipped when the inventory has one lb host (lb_vip empty).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from testlib import (UserTraffic, WeightSampler, changed_counts, container, fleet_version, host_address, host_name,
+                     record_traffic, run_playbook, stack)
+
+
+
+@functools.cache
+def lb_hosts() -> list[str]:
+    return stack().groups().get("lb", [])
+
+
+# Module scope: it must come before the module's other fixtures, which read the pair.
+@pytest.fixture(scope="module", autouse=True)
+def a_pair():
+    if len(lb_hosts()) < 2:
+        pytest.skip("one lb host: no pair, no floating address")
+
+KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
+VRRP_TABLE = "rollgate_vrrp"
+FAILOVER_GOAL = 3.0
+ROGUE_CONFIG = """global_defs {{
+    router_id rogue
+    vrrp_version 3
+}}
+vrrp_instance rogue {{
+    state MASTER
+    interface eth0
+    virtual_router_id {router_id}
+    priority 254
+    advert_int 0.5
+    unicast_src_ip {own}
+    unicast_peer {{
+{peers}
+    }}
+    virtual_ipaddress {{
+        {vip}/{prefix} dev eth0
+    }}
+}}
+"""
+
+
+def keepalived_settings() -> dict:
+    """The floating address, its prefix and the router id, from the first lb host's keepalived config."""
+    text = container(lb_hosts()[0]).file(KEEPALIVED_CONFIG).content_string
+    vip = re.search(r"^\s*(\d+\.\d+\.\d+\.\d+)/(\d+) dev", text, re.M)
+    router_id = re.search(r"^\s*virtual_router_id (\d+)", text, re.M)
+    assert vip and router_id, text
+    return {"vip": vip[1], "prefix": int(vip[2]), "router_id": int(router_id[1])}
+
+
+def holders_among(vip: str, hosts: list[str]) -> list[str]:
+    """Those of `hosts` that have the floating address on an interface now."""
+    return [lb for lb in hosts if container(lb).run(f"ip -4 -o address show to {vip}/32").stdout.strip()]
+
+
+def holders(vip: str) -> list[str]:
+    """The lb hosts that have the floating address on an interface now."""
+    return holders_among(vip, lb_hosts())
+
+
+def wait_for_one_holder(vip: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = holders(vip)
+        if len(found) == 1:
+            return found[0]
+        time.sleep(0.5)
+    pytest.fail(f"no single holder of {vip} within {timeout} s: {holders(vip)}")
+
+
+def balancer_said(vip: str, timeout: float = 0.5) -> tuple[int | None, str]:
+    """GET /lb-health on the floating address, a new connection: (status, X-Balancer), None when no answer."""
+    connection = http.client.HTTPConnection(vip, 80, timeout=timeout)
+    try:
+        connection.request("GET", "/lb-health")
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Balancer", "")
+    except OSError:
+        return None, ""
+    finally:
+        connection.close()
+
+
+class Prober(threading.Thread):
+    """Asks the floating address which balancer answers, every 50 ms, each time on a new connection."""
+
+    def __init__(self, vip: str) -> None:
+        super().__init__(daemon=True)
+        self.vip = vip
+        self.answers: list[tuple[float, int | None, str]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            status, balancer = balancer_said(self.vip)
+            self.answers.append((time.time(), status, balancer))
+            self.stop.wait(0.05)
+
+    def first_answer(self, after: float, other_than: str) -> float | None:
+        return next((at for at, status, balancer in self.answers
+                     if at >= after and status == 200 and balancer and balancer != other_than), None)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return keepalived_settings()
+
+
+def test_exactly_one_lb_host_holds_the_floating_address(settings):
+    assert len(holders(settings["vip"])) == 1, holders(settings["vip"])
+
+
+def test_the_floating_address_serves_the_app_through_its_holder(settings):
+    holder = wait_for_one_holder(settings["vip"])
+    status, balancer = balancer_said(settings["vip"], timeout=5)
+    assert (status, balancer) == (200, holder)
+    connection = http.client.HTTPConnection(settings["vip"], 80, timeout=10)
+    connection.request("GET", "/health/liveness")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("X-Instance"), (response.status, response.read()[:200])
+
+
+def test_make_status_shows_each_balancers_view_and_which_one_holds_the_address(settings):
+    holder = wait_for_one_holder(settings["vip"])
+    result = run_playbook("playbooks/status.yml", {})
+    assert result.returncode == 0, result.stdout[-3000:]
+    said = dict(re.findall(r"balancer (\S+) \(\w+\): (holds|standby for) the floating address", result.stdout))
+    assert said == {lb: "holds" if lb == holder else "standby for" for lb in lb_hosts()}, result.stdout[-3000:]
+
+
+def test_a_vip_outside_the_lb_hosts_network_stops_site_before_any_host_changes(settings):
+    """Checked once the hosts answer (lb entry point vip_check, from check_reachable.yml): the controller alone
+    cannot know the hosts' networks."""
+    network = ".".join(settings["vip"].split(".")[:2])
+    outside = f"{network}.{(int(settings['vip'].split('.')[2]) + 1) % 256}.250"
+    result = run_playbook("site.yml", {"lb_vip": outside})
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert f"lb_vip {outside} is outside" in said and "choose a free address of that network" in said, said[-3000:]
+    assert set(changed_counts(result.stdout).values()) == {0}, changed_counts(result.stdout)
+
+
+def test_keepalived_config_passes_its_checker_on_every_lb_host():
+    for lb in lb_hosts():
+        result = container(lb).run(f"keepalived -t -f {KEEPALIVED_CONFIG}")
+        assert result.rc == 0, (lb, result.stdout, result.stderr)
+
+
+def test_vrrp_is_let_in_from_the_peers_only():
+    addresses = {lb: host_address(lb) for lb in lb_hosts()}
+    for lb in lb_hosts():
+        rules = container(lb).check_output(f"nft list table inet {VRRP_TABLE}")
+        peers = {address for name, address in addresses.items() if name != lb}
+        accepted = re.search(r"ip saddr \{?([^}]*?)\}? meta l4proto (?:vrrp|112) accept", rules)
+        assert accepted and {part.strip() for part in accepted[1].split(",")} == peers, rules
+        assert re.search(r"meta l4proto (?:vrrp|112) counter packets \d+ bytes \d+ drop", rules), rules
+
+
+def wait_until_running(host: str, timeout: float = 120) -> None:
+    """Until systemd inside the host says it is up (running or degraded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = subprocess.run(["podman", "exec", host, "systemctl", "is-system-running"], capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    pytest.fail(f"{host} did not come up within {timeout} s after its start")
+
+
+@pytest.fixture(scope="module")
+def failover(settings, balancer):
+    """Under traffic to the floating address (its own lab address, https), the holder dies: its container
+    killed (SIGKILL to all of it, as a power cut; no goodbye advert). The other lb host notices the missing
+    adverts (three of 0.5 s) and takes the address. Then the dead host is started again."""
+    vip = settings["vip"]
+    old = wait_for_one_holder(vip)
+    prober = Prober(vip)
+    with UserTraffic(url=f"https://{vip}") as traffic:
+        prober.start()
+        time.sleep(3)
+        fault = time.time()
+        subprocess.run(["podman", "kill", old], capture_output=True, check=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and prober.first_answer(fault, old) is None:
+            time.sleep(0.1)
+        moved = prober.first_answer(fault, old)
+        time.sleep(3)
+    prober.stop.set()
+    prober.join(timeout=5)
+    new = holders_among(vip, [lb for lb in lb_hosts() if lb != old])
+    failed_after = [record for record in traffic.records
+                    if moved is not None and record["t"] >= moved and record["error"] is not None]
+    failed_before = [record for record in traffic.records
+                     if (moved is None or record["t"] < moved) and record["error"] is not None]
+    figures = {"old": old, "new": new, "failover_s": None if moved is None else round(moved - fault, 2),
+               "failed_in_the_gap": len(failed_before), "failed_after": len(failed_after)}
+    record_traffic("pair: the holder's host killed", balancer.kind, traffic, **figures)
+    subprocess.run(["podman", "start", old], capture_output=True, check=True)
+    wait_until_running(old)
+    return figures, failed_after, traffic
+
+
+def test_the_address_moves_within_3_s_when_the_holder_dies(failover):
+    figures, _, _ = failover
+    assert figures["failover_s"] is not None, figures
+    assert figures["failover_s"] <= FAILOVER_GOAL, figures
+    assert len(figures["new"]) == 1 and figures["new"][0] != figures["old"], figures
+
+
+def test_no_request_sent_after_the_failover_fails(failover):
+    figures, failed_after, traffic = failover
+    assert failed_after == [], (figures, [(r["t"], r["kind"], r["error"], r.get("detail")) for r in failed_after[:10]])
+    assert sum(1 for record in traffic.records if record["t"] >= time.time() - 600) > 0
+
+
+def test_the_old_holder_back_does_not_take_the_address_back(failover, settings):
+    """Preemption is off (lb_vip_preempt false): the address stays where it moved, though the old holder has
+    the higher priority, and its balancer and keepalived run again."""
+    figures, _, _ = failover
+    old = container(figures["old"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and old.run("systemctl is-active keepalived").stdout.strip() != "active":
+        time.sleep(1)
+    time.sleep(5)
+    assert holders(settings["vip"]) == figures["new"], figures
+
+
+class NginxDrains:
+    """The instances an nginx took out of rotation, read on its lb host from its config every 0.3 s (open-source
+    nginx drains by a render and a reload: `server ... down;  # <name>`). Its served weights cannot tell a
+    drained instance from one that is restarting."""
+
+    def __init__(self, lb: str, limit: int = 900) -> None:
+        script = (f"end=$(( $(date +%s) + {limit} )); while [ $(date +%s) -lt $end ]; do "
+                  "grep -E '^[[:space:]]*server .* down;' /etc/nginx/nginx.conf; echo ---; sleep 0.3; done")
+        self.lb, self.script, self.drained = lb, script, set()
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "NginxDrains":
+        self._process = subprocess.Popen(["podman", "exec", self.lb, "sh", "-c", self.script],
+                                         stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            found = re.search(r"#\s*(\S+)\s*$", line)
+            if found:
+                self.drained.add(found[1])
+
+    def __exit__(self, *_exc) -> None:
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=10)
+
+    def history(self, name: str) -> list[int]:
+        """As WeightSampler.history has it, for the test: [0] once drained."""
+        return [0] if name in self.drained else []
+
+
+@pytest.fixture(scope="module")
+def deploy_through_the_pair(settings, balancer):
+    """A rolling deploy under traffic sent to the floating address, each balancer's drains seen all along (HAProxy's
+    and Apache's own state, nginx's config); the fleet goes to another version and back to the one it ran."""
+    running = fleet_version()
+    version = "1.1.0" if running != "1.1.0" else "1.1.1"
+    samplers = [NginxDrains(lb) if balancer.kind == "nginx" else WeightSampler(balancer.kind, lb_host=lb)
+                for lb in lb_hosts()]
+    for sampler in samplers:
+        sampler.__enter__()
+    try:
+        with UserTraffic(url=f"https://{settings['vip']}") as traffic:
+            result = run_playbook("playbooks/rolling_deploy.yml", {"app_version": version})
+    finally:
+        for sampler in samplers:
+            sampler.__exit__(None, None, None)
+    record_traffic("pair: rolling deploy through the floating address", balancer.kind, traffic)
+    back = run_playbook("playbooks/rolling_deploy.yml", {"app_version": running})
+    assert back.returncode == 0, (back.stdout + back.stderr)[-3000:]
+    return result, traffic, dict(zip(lb_hosts(), samplers))
+
+
+def test_a_deploy_drains_every_instance_in_every_balancer(deploy_through_the_pair):
+    result, _, samplers = deploy_through_the_pair
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    instances = {f"{host}_{port}" for host in stack().groups()["app"] for port in (8000, 8001)}
+    for lb, sampler in samplers.items():
+        drained = {name for name in instances if 0 in sampler.history(name)}
+        assert drained == instances, f"{lb} never drained {sorted(instances - drained)}"
+
+
+def test_no_request_through_the_floating_address_failed_during_the_deploy(deploy_through_the_pair):
+    _, traffic, _ = deploy_through_the_pair
+    traffic.assert_none_failed()
+
+
+def rogue_keepalived(settings: dict) -> str:
+    """A keepalived on an app host for the pair's router id, priority 254 and preemptive, sending its adverts
+    to both lb hosts: started, and its config path returned. Stop it with stop_rogue."""
+    rogue = host_name("app1")
+    host = container(rogue)
+    host.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived >/dev/null 2>&1 "
+                      "|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived)")
+    peers = "\n".join(f"        {host_address(lb)}" for lb in lb_hosts())
+    config = ROGUE_CONFIG.format(router_id=settings["router_id"], own=host_address(rogue), peers=peers,
+                                 vip=settings["vip"], prefix=settings["prefix"])
+    host.check_output(f"cat > {KEEPALIVED_CONFIG} <<'EOF'\n{config}EOF\nsystemctl restart keepalived")
+    return rogue
+
+
+def stop_rogue(rogue: str) -> None:
+    container(rogue).run(f"systemctl stop keepalived; systemctl disable keepalived; rm -f {KEEPALIVED_CONFIG}")
+
+
+def dropped_vrrp(lb: str) -> int:
+    rules = container(lb).check_output(f"nft list table inet {VRRP_TABLE}")
+    found = re.search(r"meta l4proto (?:vrrp|112) counter packets (\d+)", rules)
+    return int(found[1]) if found else -1
+
+
+def test_a_rogue_vrrp_speaker_does_not_make_the_holder_give_the_address_up(settings):
+    """VRRPv3 has no authentication: the peers are restricted instead, by the firewall (VRRP from the other lb
+    hosts only) and by keepalived (vrrp_check_unicast_src). A rogue that sends adverts of a higher priority
+    gets no answer: the holder keeps the address. (A host with root on the same network can still answer ARP
+    for the address by itself; keeping it from doing so is the network's job, not VRRP's.)"""
+    vip = settings["vip"]
+    holder = wait_for_one_holder(vip)
+    dropped_before = dropped_vrrp(holder)
+    rogue = rogue_keepalived(settings)
+    try:
+        time.sleep(6)
+        dropped = dropped_vrrp(holder) - dropped_before
+        still = holders(vip)
+    finally:
+        stop_rogue(rogue)
+    assert dropped > 0, "the rogue's adverts never reached the holder: the test proves nothing"
+    assert still == [holder], f"{holder} held {vip}; with the rogue running, the holders are {still}"
+    # The holder's gratuitous ARP every 5 s takes the address back from a rogue that answered for it.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and balancer_said(vip) != (200, holder):
+        time.sleep(0.5)
+    assert balancer_said(vip, timeout=5) == (200, holder)
+
+
+def test_without_the_peer_filters_the_rogue_does_take_the_address(settings):
+    """The negative control of the test above: on the holder, the VRRP table dropped and keepalived told to take
+    adverts from any source. The same rogue then makes the holder step down: the filters are what held."""
+    vip = settings["vip"]
+    holder = wait_for_one_holder(vip)
+    lb = container(holder)
+    lb.check_output(f"cp {KEEPALIVED_CONFIG} /root/keepalived.conf.saved"
+                    f" && sed -i '/vrrp_check_unicast_src/d' {KEEPALIVED_CONFIG}"
+                    f" && nft delete table inet {VRRP_TABLE} && systemctl reload keepalived")
+    rogue = rogue_keepalived(settings)
+    try:
+        time.sleep(6)
+        still = holders(vip)
+    finally:
+        stop_rogue(rogue)
+        lb.check_output(f"cp /root/keepalived.conf.saved {KEEPALIVED_CONFIG}"
+                        f" && nft -f /etc/nftables.d/rollgate-vrrp.nft && systemctl reload keepalived")
+    assert holder not in still, f"without its filters, {holder} kept {vip} against the rogue: the control failed"
+    wait_for_one_holder(vip)
