@@ -164,9 +164,11 @@ def test_make_status_does_not_take_an_nginx_config_that_nginx_has_not_loaded_for
     try:
         status = run_playbook("playbooks/status.yml", {})
         assert status.returncode == 0, status.stdout[-3000:]
-        said = " ".join(status.stdout.split())
+        # lb1's table only: with a pair, the other balancer's view is its own, and true.
+        table = status.stdout.split(f"balancer {host_name('lb1')} ")[-1].split("balancer ")[0]
+        said = " ".join(table.split())
         assert "view is unknown: its config file changed after its last successful reload" in said, said[-3000:]
-        rows = {row["name"]: (row["weight"], row["state"]) for row in STATUS_ROW.finditer(status.stdout)}
+        rows = {row["name"]: (row["weight"], row["state"]) for row in STATUS_ROW.finditer(table)}
         assert len(rows) == 4 and set(rows.values()) == {("?", "unknown")}, rows
     finally:
         lb.check_output("systemctl reload nginx")
