@@ -163,6 +163,14 @@ def test_a_vip_outside_the_lb_hosts_network_stops_site_before_any_host_changes(s
     assert set(changed_counts(result.stdout).values()) == {0}, changed_counts(result.stdout)
 
 
+def test_the_balancer_alone_on_one_lb_host_reads_its_peer_and_changes_nothing():
+    """playbooks/balancer.yml --limit lb1: lb2 is left out, yet it is lb1's peer; its addresses are read from it
+    for the VIP's check and for keepalived's config, and nothing changes."""
+    result = run_playbook("playbooks/balancer.yml", {}, extra_args=["--limit", lb_hosts()[0]])
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert changed_counts(result.stdout) == {lb_hosts()[0]: 0}, result.stdout[-3000:]
+
+
 def test_keepalived_config_passes_its_checker_on_every_lb_host():
     for lb in lb_hosts():
         result = container(lb).run(f"keepalived -t -f {KEEPALIVED_CONFIG}")
