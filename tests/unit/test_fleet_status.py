@@ -21,11 +21,15 @@ def test_p99_is_a_dash_when_the_instance_served_no_request_in_the_window():
 
 def test_p99_is_the_figure_the_instance_gives():
     assert fleet_status.p99_cell({"response_time": {"p99_ms": 12.5}}) == "12.5"
+    # One decimal for every row, so the column reads at a glance: the app gives 76.989 as it measured it.
+    assert fleet_status.p99_cell({"response_time": {"p99_ms": 76.989}}) == "77.0"
+    assert fleet_status.p99_cell({"response_time": {"p99_ms": 36}}) == "36.0"
 
 
 def test_p99_is_a_question_mark_when_the_instance_did_not_say():
     assert fleet_status.p99_cell({}) == "?"
     assert fleet_status.p99_cell({"response_time": "n/a"}) == "?"
+    assert fleet_status.p99_cell({"response_time": {"avg_ms": 3.0}}) == "?"
 
 
 # Each balancer's view words the state the same way, its own status beside it.

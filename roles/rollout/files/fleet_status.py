@@ -30,11 +30,12 @@ def fetch_json(url: str) -> tuple[int | None, dict]:
 
 
 def p99_cell(metrics: dict) -> str:
-    """The p99 column: "?" when the instance did not say, "-" when it served no request in the window."""
+    """The p99 column, to a tenth of a millisecond: "?" when the instance did not say, "-" when it served no
+    request in the window."""
     response_time = metrics.get("response_time")
-    if not isinstance(response_time, dict) or "p99_ms" not in response_time:
+    if not isinstance(response_time, dict) or not isinstance(response_time.get("p99_ms", "?"), (int, float, type(None))):
         return "?"
-    return "-" if response_time["p99_ms"] is None else str(response_time["p99_ms"])
+    return "-" if response_time["p99_ms"] is None else f"{response_time['p99_ms']:.1f}"
 
 
 def instance_view(instance: dict) -> dict:
