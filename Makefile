@@ -8,7 +8,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Kept out of ansible.cfg, so that an `ansible-vault encrypt` of your own never uses the lab's password.
 export ANSIBLE_VAULT_PASSWORD_FILE ?= $(CURDIR)/scripts/lab_vault.py
 INVENTORY ?= inventories/lab
-# Every molecule scenario; `make molecule SCENARIOS="app lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
+# Every molecule scenario; `make molecule SCENARIOS="fresh lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 .PHONY: help up bootstrap lab site stage deploy status balancer down faults check test lab-test fresh-machine lint unit app-test molecule services

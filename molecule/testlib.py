@@ -133,7 +133,7 @@ def lab_vault():
 @functools.cache
 def stack() -> Stack:
     """The stack of this test run, from the environment (see the module's docstring)."""
-    # The scenarios that are not stacks (app, lb_*, redis, ...) set no STACK_* variables.
+    # The scenarios that are not stacks (lb_*, fresh) set no STACK_* variables.
     kind = os.environ.get("STACK_LB_KIND", "")
     common = {"kind": kind, "kinds": tuple(os.environ.get("STACK_KINDS", kind).split()),
               "http_port": int(os.environ.get("STACK_HTTP_PORT", "0")),
@@ -275,6 +275,41 @@ def host_address(name: str, private: bool = False) -> str:
     lab network when the stack has none)."""
     interface = (group_vars().get("common_private_interface") if private else None) or "eth0"
     return container(name).check_output("python3 -c %s %s", _INTERFACE_ADDRESS, interface).strip()
+
+
+# Each command of argv[2] (a JSON list of argument lists) sent to Redis at argv[1]:6379 in RESP, one after the
+# other on one connection, and the replies printed as a JSON list: a status or an error as Redis said it ("+OK",
+# "-WRONGPASS ..."), a string or a number as its value, an array as a list; ["no connection: <error>"] when
+# there is no connection (a reset: ConnectionRefusedError).
+_REDIS_CLIENT = (
+    "import json, socket, sys\n"
+    "def reply(stream):\n"
+    "    line = stream.readline().decode().rstrip('\\r\\n')\n"
+    "    kind, rest = line[:1], line[1:]\n"
+    "    if kind == '$':\n"
+    "        return None if int(rest) < 0 else stream.read(int(rest) + 2)[:-2].decode()\n"
+    "    if kind == '*':\n"
+    "        return [reply(stream) for _ in range(int(rest))]\n"
+    "    return int(rest) if kind == ':' else line\n"
+    "try:\n"
+    "    s = socket.create_connection((sys.argv[1], 6379), timeout=5)\n"
+    "except OSError as e:\n"
+    "    print(json.dumps(['no connection: ' + type(e).__name__])); sys.exit()\n"
+    "stream, replies = s.makefile('rb'), []\n"
+    "for command in json.loads(sys.argv[2]):\n"
+    "    words = [word.encode() for word in command]\n"
+    "    s.sendall(b'*%d\\r\\n' % len(words) + b''.join(b'$%d\\r\\n%s\\r\\n' % (len(w), w) for w in words))\n"
+    "    replies.append(reply(stream))\n"
+    "print(json.dumps(replies))\n"
+)
+
+
+def redis_replies(client: str, *commands: list[str]) -> list:
+    """Redis' replies to `commands` (each a list of words: ["AUTH", password], ["SELECT", "2"]), sent in turn on
+    one connection from the host `client` (its full name) to the Redis host's private address, the app's way."""
+    address = host_address(host_name("redis1"), private=True)
+    return json.loads(container(client).check_output("python3 -c %s %s %s", _REDIS_CLIENT, address,
+                                                     json.dumps(list(commands))))
 
 
 def insecure_tls() -> ssl.SSLContext:
@@ -480,6 +515,22 @@ def served_instances(lb_host: str, requests: int = 40) -> set[str]:
         f"for i in $(seq {requests}); do curl -sk -o /dev/null -D - https://127.0.0.1:443/health/liveness; done"
         " | grep -i '^x-instance:' || true")
     return {line.split(":", 1)[-1].strip() for line in headers.splitlines()}
+
+
+def wait_until_served(app_hosts: list[str], ports: tuple[int, ...] = (8000, 8001), timeout: float = 90) -> None:
+    """Until every instance answers readiness on its host and through the balancer (its X-Instance among 40
+    answers from the balancer's host), as the next test expects the fleet: after a test restarted instances,
+    or the database or Redis under them."""
+    deadline = time.monotonic() + timeout
+    expected = {f"{app}:{port}" for app in app_hosts for port in ports}
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        if all(body.get("status") == "ready" for app in app_hosts for _, body in instances(app, ports).values()):
+            seen = served_instances(host_name("lb1"))
+            if expected <= seen:
+                return
+        time.sleep(2)
+    raise AssertionError(f"the fleet was not back in the balancer within {timeout:.0f} s: served {sorted(seen)}")
 
 
 def app_drain_timeout() -> float:

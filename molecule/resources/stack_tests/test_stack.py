@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from testlib import (container, fetch, group_vars, host_address, host_name, insecure_tls, live_weights, run_playbook,
-                     stack)
+from testlib import (container, fetch, group_vars, host_address, host_name, insecure_tls, live_weights, redis_replies,
+                     run_playbook, stack)
 
 HTTP_PORT = stack().http_port
 HTTPS_PORT = stack().https_port
@@ -180,30 +180,18 @@ def test_security_headers_are_on_every_response(balancer):
     assert "X-Frame-Options" in headers
 
 
-def redis_reply(from_host: str, command: str) -> str:
-    """Redis' answer to `command`, sent from `from_host` to Redis' private address (the app's way)."""
-    probe = (
-        "import socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(('{host_address(host_name('redis1'), private=True)}', 6379), timeout=3)\n"
-        f"    s.sendall(b'{command}\\r\\n'); print(s.recv(200).decode().strip())\n"
-        "except OSError as e:\n"
-        "    print('refused:', type(e).__name__)\n"
-    )
-    return lab_host(from_host).check_output("python3 -c %s", probe)
-
-
 def test_redis_refuses_an_app_host_without_the_password():
-    assert redis_reply("app1", "PING").startswith("-NOAUTH")
+    [reply] = redis_replies(host_name("app1"), ["PING"])
+    assert reply.startswith("-NOAUTH")
 
 
 def test_redis_answers_an_app_host_with_the_password():
-    assert redis_reply("app1", f"AUTH {VARS['redis_requirepass']}") == "+OK"
+    assert redis_replies(host_name("app1"), ["AUTH", VARS["redis_requirepass"]], ["PING"]) == ["+OK", "+PONG"]
 
 
 def test_redis_refuses_a_host_outside_the_app_group():
     """Refused by the firewall (a reset), not for a name that does not resolve or a timeout."""
-    assert redis_reply("lb1", "PING") == "refused: ConnectionRefusedError"
+    assert redis_replies(host_name("lb1"), ["PING"]) == ["no connection: ConnectionRefusedError"]
 
 
 def test_postgresql_refuses_a_host_that_is_not_an_app_host():

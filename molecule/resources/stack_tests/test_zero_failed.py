@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from testlib import (HeldWrite, UserTraffic, app_drain_timeout, container, host_name, instances, record_traffic,
-                     served_instances)
+from testlib import (HeldWrite, UserTraffic, app_drain_timeout, container, host_name, record_traffic,
+                     wait_until_served)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -37,22 +37,6 @@ FAIL_READINESS_DROP_IN = "/run/systemd/system/inventory@.service.d/zz-fail-readi
 FAIL_READINESS_ENV = "/run/rollgate-fail-readiness.env"
 
 testinfra_hosts = [host_name("lb1")]
-
-
-def wait_until_served(timeout: float = 90) -> None:
-    """Until every instance answers readiness on its host and through the balancer (its X-Instance
-    among 40 answers from the balancer's host), as the next test expects the fleet."""
-    deadline = time.monotonic() + timeout
-    expected = {f"{app}:{port}" for app in APP_HOSTS for port in PORTS}
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
-        ready = all(body.get("status") == "ready" for app in APP_HOSTS for _, body in instances(app).values())
-        if ready:
-            seen = served_instances(host_name("lb1"))
-            if expected <= seen:
-                return
-        time.sleep(2)
-    pytest.fail(f"the fleet was not back in the balancer within {timeout:.0f} s: served {sorted(seen)}")
 
 
 def restart_everywhere_at_once() -> None:
@@ -73,7 +57,7 @@ def plain_restart(balancer):
         restart_everywhere_at_once()
         held.wait(DRAIN_TIMEOUT + 30)
         time.sleep(1)
-    wait_until_served()
+    wait_until_served(APP_HOSTS, PORTS)
     record_traffic("every instance restarted at once, a write held in flight", balancer.kind, traffic,
            held={"instance": held.instance, "status": held.status, "error": held.error})
     return held, traffic
@@ -110,7 +94,7 @@ def unready_restart(balancer):
     finally:
         for app_host in APP_HOSTS:
             container(app_host).run(remove)
-    wait_until_served()
+    wait_until_served(APP_HOSTS, PORTS)
     record_traffic("restart into a config that fails readiness, no gate", balancer.kind, traffic)
     return traffic
 
