@@ -11,7 +11,7 @@ INVENTORY ?= inventories/lab
 # Every molecule scenario; `make molecule SCENARIOS="fresh lb_nginx"` runs fewer, MOLECULE_JOBS=N at a time.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help up bootstrap lab site stage deploy status balancer down faults check test lab-test fresh-machine lint unit app-test molecule services
+.PHONY: help up bootstrap lab site stage deploy status balancer balancer-restart down faults check test lab-test fresh-machine lint unit app-test molecule services
 
 help:
 	@echo "make up        bring the whole lab stack up (bootstrap, lab hosts, site.yml); APP_HOSTS=N sizes it, LB_KIND=haproxy picks its balancer,"
@@ -24,6 +24,7 @@ help:
 	@echo "make deploy VERSION=X   rolling, health-gated deploy of version X (playbooks/rolling_deploy.yml)"
 	@echo "make status    every instance: version, readiness, balancer weight and state, metrics"
 	@echo "make balancer  reconfigure the balancer alone (playbooks/balancer.yml), nothing else changes"
+	@echo "make balancer-restart [UPGRADE=1]  restart (upgrade) the balancers one at a time, a pair with no gap"
 	@echo "make faults    the fault suite under load on the lab, per balancer (figures, not a test)"
 	@echo "make down      remove the lab hosts and their network"
 
@@ -75,6 +76,12 @@ status:
 
 balancer:
 	ansible-playbook -i $(INVENTORY) playbooks/balancer.yml
+
+# The balancers restarted one at a time, a pair's holder last after handing its address over; UPGRADE=1 upgrades
+# their packages first.
+UPGRADE ?=
+balancer-restart:
+	ansible-playbook -i $(INVENTORY) playbooks/balancer_restart.yml $(if $(UPGRADE),-e lb_restart_upgrade=true)
 
 # Faults under load on the lab (scripts/bench/faults.py): FAULTS_ARGS="--kinds nginx --faults kill_instance".
 faults:

@@ -572,7 +572,10 @@ class UserTraffic:
     balancer's business, not the client's. A request whose kept-alive connection the server closed while
     it was idle goes on a new connection before it is sent, as HTTP clients' pools do; it is counted as
     `reconnected`, a class of its own. Bounded: at most `limit_seconds`, then it stops by itself. It goes to the
-    balancer on 127.0.0.1, or to `url` (the pair's floating address).
+    balancer on 127.0.0.1, or to `url` (the pair's floating address). With `resend_reset`, a request whose kept-alive
+    connection was reset without an answer is sent once more on a new one, as browsers and client pools do
+    (loadgen's retry_stale; writes carry an Idempotency-Key): the client of a floating address that moved, whose
+    kept-alive connections cannot follow it.
 
     The rate stays under the app's rate limit per client (600 a minute): every request comes from the one
     address the balancer sees."""
@@ -581,12 +584,12 @@ class UserTraffic:
     ITEM_PREFIX = "ZEROFAIL-"
 
     def __init__(self, rate: float = 8.0, workers: int = 4, write_ratio: float = 0.35, health_ratio: float = 0.3,
-                 limit_seconds: float = 600.0, url: str | None = None) -> None:
+                 limit_seconds: float = 600.0, url: str | None = None, resend_reset: bool = False) -> None:
         self.records: list[dict] = []
         self.url = url
         self.settings = loadgen().LoadSettings(
             rate=rate, duration=limit_seconds, max_requests=int(rate * limit_seconds), workers=workers,
-            timeout=70.0, write_ratio=write_ratio, drain_timeout=75.0, retry_stale=False,
+            timeout=70.0, write_ratio=write_ratio, drain_timeout=75.0, retry_stale=resend_reset,
             item_prefix=self.ITEM_PREFIX, health_ratio=health_ratio)
         self._stop = loadgen().StopFlag()
         self._thread: threading.Thread | None = None
@@ -630,13 +633,18 @@ class UserTraffic:
         return counts
 
     def figures(self) -> dict[str, dict[str, int]]:
-        """Per class: requests sent, failed and reconnected (for the messages and the notes)."""
+        """Per class: requests sent, failed, reconnected and (with resend_reset) resent, for the messages and the
+        notes."""
         failed = self.failed()
-        return {kind: {"sent": sum(1 for record in self.records if record["kind"] == kind),
-                       "failed": len(failed.get(kind, [])),
-                       "reconnected": sum(1 for record in self.records
-                                          if record["kind"] == kind and record.get("reconnected"))}
-                for kind in self.CLASSES}
+        figures = {kind: {"sent": sum(1 for record in self.records if record["kind"] == kind),
+                          "failed": len(failed.get(kind, [])),
+                          "reconnected": sum(1 for record in self.records
+                                             if record["kind"] == kind and record.get("reconnected"))}
+                   for kind in self.CLASSES}
+        if self.settings.retry_stale:
+            for kind in self.CLASSES:
+                figures[kind]["resent"] = sum(1 for record in self.records if record["kind"] == kind and record.get("retried"))
+        return figures
 
     def assert_none_failed(self, minimum_per_class: int = 20) -> None:
         """Enough requests of every class, none failed and none rejected."""

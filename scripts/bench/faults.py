@@ -15,6 +15,19 @@ load of loadgen.py (a logged-in client: item reads and stock movements through t
 - flood_requests: a request flood from one other address (a lab host): 429s must go to it only.
 - flood_slow:     slow clients (headers never finished) from one other address.
 
+With a balancer pair (lb_vip set: make up LB_HOSTS=2), the load goes to the floating address itself, and three
+faults hit the balancer that holds it (each skipped without a pair):
+
+- pair_stop_host:       the holder's host (its container) stopped, --host-down seconds later started again;
+                        the old holder back must not take the address back (preemption off).
+- pair_kill_balancer:   kill -9 of every process of the holder's balancer (systemctl kill --kill-whom=all);
+                        keepalived's port check moves the address, unless systemd restarts the balancer first.
+- pair_stop_keepalived: keepalived stopped on the holder (it says goodbye: priority 0), then started again.
+
+A second prober asks the floating address which balancer answers (scripts/bench/vip.py, every 50 ms). Failover:
+from the fault to the first answer from another balancer. The failed requests are split into those in flight
+at the fault, those sent in the gap before the failover, and those sent after it.
+
 A prober polls every instance's /health/readiness (every 0.25 s) and /health/liveness (every 1 s) on the
 lab hosts' own addresses. Time to detect: from the fault to the first probe that sees an affected
 instance not ready (the signal the balancers' active checks use). Time to recover: from the fault (and,
@@ -51,6 +64,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
+import vip  # noqa: E402  (the floating address seen from a client)
 import zero_downtime as zd  # noqa: E402  (processes, playbooks, the load generator in the background)
 from zero_downtime import balancers  # noqa: E402  (scripts/balancers.py: the balancer kinds)
 
@@ -59,7 +73,12 @@ log = logging.getLogger("faults")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLOOD_SCRIPT = Path(__file__).resolve().parent / "flood.py"
 KINDS = balancers.kinds()
-FAULTS = ("kill_instance", "stop_host", "restart_redis", "restart_postgresql", "flood_requests", "flood_slow")
+PAIR_FAULTS = ("pair_stop_host", "pair_kill_balancer", "pair_stop_keepalived")
+FAULTS = ("kill_instance", "stop_host", "restart_redis", "restart_postgresql", "flood_requests", "flood_slow",
+          *PAIR_FAULTS)
+DEFAULT_LOAD_URL = "http://127.0.0.1:8080"
+# Seconds a pair fault waits for another balancer to answer the floating address.
+FAILOVER_TIMEOUT = 30.0
 APP_UNIT = "inventory@{port}.service"
 READINESS_EVERY = 0.25
 LIVENESS_EVERY = 1.0
@@ -93,6 +112,9 @@ class Lab:
     db: str
     ports: list[int]
     addresses: dict[str, str] = field(default_factory=dict)
+    # A balancer pair: every lb host, and the floating address (lb_vip) or None.
+    lbs: list[str] = field(default_factory=list)
+    vip: str | None = None
 
     @classmethod
     def from_inventory(cls, inventory: str) -> Lab:
@@ -103,12 +125,23 @@ class Lab:
             raise RuntimeError(f"the inventory {inventory} has no host in {', '.join(missing)}")
         hostvars = listing.get("_meta", {}).get("hostvars", {})
         ports = [int(port) for port in hostvars.get(groups["app"][0], {}).get("app_instance_ports", [8000])]
-        lab = cls(groups["lb"][0], groups["app"], groups["redis"][0], groups["db"][0], ports)
+        vip_address = hostvars.get(groups["lb"][0], {}).get("lb_vip") or None
+        lab = cls(groups["lb"][0], groups["app"], groups["redis"][0], groups["db"][0], ports,
+                  lbs=groups["lb"], vip=vip_address if len(groups["lb"]) > 1 else None)
         lab.refresh_addresses()
         return lab
 
     def refresh_addresses(self) -> None:
-        self.addresses = {host: address_of(host) for host in [self.lb, *self.app_hosts, self.redis, self.db]}
+        self.addresses = {host: address_of(host) for host in [*self.lbs, *self.app_hosts, self.redis, self.db]}
+
+    @property
+    def front(self) -> str:
+        """The address clients reach the balancer at: the floating address of a pair, else the lb host's."""
+        return self.vip or self.addresses[self.lb]
+
+    def holders(self) -> list[str]:
+        assert self.vip is not None
+        return vip.holders(self.vip, self.lbs, lambda host, command: podman_exec(host, "sh", "-c", command, timeout=20))
 
     def instances(self) -> list[str]:
         return [f"{host}:{port}" for host in self.app_hosts for port in self.ports]
@@ -308,7 +341,7 @@ def fault_flood_requests(lab: Lab, prober: Prober, args: argparse.Namespace) -> 
     fault = FaultRun([])
     fault.marks["fault"] = time.time()
     fault.findings["flood"] = flood_from(lab, lab.db, [
-        "requests", "--url", f"http://{lab.addresses[lab.lb]}", "--rate", str(args.flood_rate),
+        "requests", "--url", f"http://{lab.front}", "--rate", str(args.flood_rate),
         "--duration", str(args.flood_seconds), "--connections", "20"], timeout=args.flood_seconds + 60)
     fault.window_end = time.time()
     fault.recovered = True
@@ -319,17 +352,89 @@ def fault_flood_slow(lab: Lab, prober: Prober, args: argparse.Namespace) -> Faul
     fault = FaultRun([])
     fault.marks["fault"] = time.time()
     fault.findings["flood"] = flood_from(lab, lab.db, [
-        "slow", "--host", lab.addresses[lab.lb], "--port", "80", "--connections", str(args.slow_connections),
+        "slow", "--host", lab.front, "--port", "80", "--connections", str(args.slow_connections),
         "--duration", str(args.slow_seconds), "--interval", "5"], timeout=args.slow_seconds + 120)
     fault.window_end = time.time()
     fault.recovered = True
     return fault
 
 
+def pair_fault(lab: Lab, args: argparse.Namespace, inject: Callable[[str], None],
+               undo: Callable[[str], None]) -> FaultRun:
+    """A fault on the balancer that holds the floating address: `inject(holder)`, the failover seen by a prober
+    of the address, then `undo(holder)` (the host or keepalived back) and --after seconds to see whether the
+    old holder takes the address back. Marks: fault, moved (the first answer from another balancer), undone."""
+    assert lab.vip is not None
+    found = lab.holders()
+    if len(found) != 1:
+        raise RuntimeError(f"the floating address {lab.vip} has {len(found)} holders ({found}), not one")
+    old = found[0]
+    fault = FaultRun([])
+    prober = vip.VipProber(lab.vip)
+    prober.start()
+    try:
+        time.sleep(1)
+        fault.marks["fault"] = time.time()
+        inject(old)
+        moved = prober.wait_for_answer(fault.marks["fault"], old, FAILOVER_TIMEOUT)
+        if moved is not None:
+            fault.marks["moved"] = moved
+        fault.findings.update(old_holder=old, new_holders=lab.holders(),
+                              failover_s=round(moved - fault.marks["fault"], 2) if moved is not None else None)
+        undo(old)
+        fault.marks["undone"] = time.time()
+        time.sleep(args.after)
+        fault.findings["holders_after_undo"] = lab.holders()
+        fault.findings["answered_after_undo"] = prober.balancers_since(fault.marks["undone"])
+    finally:
+        prober.stop()
+    fault.recovered = moved is not None
+    if fault.recovered:
+        fault.marks["recovered"] = moved
+    return fault
+
+
+def fault_pair_stop_host(lab: Lab, prober: Prober, args: argparse.Namespace) -> FaultRun:
+    stopping: list[subprocess.Popen] = []
+
+    def stop(host: str) -> None:
+        # Not waited for here: the prober must see the failover while the host shuts down.
+        stopping.append(subprocess.Popen(["podman", "stop", "-t", "30", host], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL))
+
+    def start(host: str) -> None:
+        stopping[0].wait(timeout=60)
+        time.sleep(args.host_down)
+        run(["podman", "start", host], timeout=60)
+        wait_until(lambda: run(["podman", "exec", host, "systemctl", "is-system-running"], timeout=20,
+                               check=False) in ("running", "degraded"), args.recover_timeout, every=1)
+
+    return pair_fault(lab, args, stop, start)
+
+
+def fault_pair_kill_balancer(lab: Lab, prober: Prober, args: argparse.Namespace) -> FaultRun:
+    unit = balancers.service(args.kind)
+
+    def kill(host: str) -> None:
+        podman_exec(host, "systemctl", "kill", "--signal=SIGKILL", "--kill-whom=all", unit, timeout=20)
+
+    def start(host: str) -> None:
+        # systemd may have restarted it already (HAProxy's unit does): then this changes nothing.
+        podman_exec(host, "systemctl", "start", unit, timeout=60)
+
+    return pair_fault(lab, args, kill, start)
+
+
+def fault_pair_stop_keepalived(lab: Lab, prober: Prober, args: argparse.Namespace) -> FaultRun:
+    return pair_fault(lab, args, lambda host: podman_exec(host, "systemctl", "stop", "keepalived", timeout=30),
+                      lambda host: podman_exec(host, "systemctl", "start", "keepalived", timeout=30))
+
+
 FAULT_FUNCTIONS: dict[str, Callable[[Lab, Prober, argparse.Namespace], FaultRun]] = {
     "kill_instance": fault_kill_instance, "stop_host": fault_stop_host, "restart_redis": fault_restart_redis,
     "restart_postgresql": fault_restart_postgresql, "flood_requests": fault_flood_requests,
-    "flood_slow": fault_flood_slow}
+    "flood_slow": fault_flood_slow, "pair_stop_host": fault_pair_stop_host,
+    "pair_kill_balancer": fault_pair_kill_balancer, "pair_stop_keepalived": fault_pair_stop_keepalived}
 
 
 def session_target(args: argparse.Namespace) -> loadgen.Target:
@@ -424,6 +529,8 @@ def run_fault(name: str, kind: str, lab: Lab, args: argparse.Namespace, work_dir
     if name in ("kill_instance", "stop_host"):
         answered_while_unready = sum(1 for r in records if r.get("instance") in fault.affected
                                      and marks.get("detected", math.inf) <= r["t"] < marks.get("recovered", 0))
+    if name in PAIR_FAULTS:
+        result["pair_failed"] = vip.failed_around(records, marks["fault"], marks.get("moved"), loadgen.FAILURE_CLASSES)
     result.update(
         affected=fault.affected, marks=marks, findings=fault.findings, figures=figures,
         detect_s=seconds_between(marks, "fault", "detected"),
@@ -455,6 +562,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     for kind, kind_result in results["kinds"].items():
         for name, fault in kind_result.get("faults", {}).items():
             figures = fault.get("figures")
+            if fault.get("skipped"):
+                continue
             if not figures:
                 rows.append(f"| {kind} | {name} | error: {fault.get('error')} |" + " - |" * 9)
                 continue
@@ -498,6 +607,20 @@ def markdown_table(results: dict[str, Any]) -> str:
             during = fault["figures"]["during"]
             rows.append(f"| {kind} | {name} | {got} | {during['rejected']['429']} / {during['failed']} "
                         f"| {pair(fault['figures']['before'])} / {pair(during)} |")
+    pairs = [(kind, name, fault) for kind, kind_result in results["kinds"].items()
+             for name, fault in kind_result.get("faults", {}).items() if fault.get("pair_failed")]
+    if pairs:
+        rows += ["", "| balancer | pair fault | failover s | failed: in flight / in the gap / after | resent "
+                     "| p99 during / after ms | holder after the old one came back |", "|---|---|---|---|---|---|---|"]
+        for kind, name, fault in pairs:
+            findings, split = fault["findings"], fault["pair_failed"]
+            after_undo = ", ".join(findings.get("holders_after_undo") or []) or "none"
+            took_back = findings["old_holder"] in (findings.get("holders_after_undo") or [])
+            rows.append(f"| {kind} | {name} ({findings['old_holder']}) | {findings.get('failover_s')} "
+                        f"| {split['in_flight']} / {split['in_the_gap']} / {split['after']} "
+                        f"| {fault['figures']['all']['retried_stale_connection']} "
+                        f"| {pair(fault['figures']['during'])} / {pair(fault['figures']['after'])} "
+                        f"| {after_undo}{' (took it back)' if took_back else ''} |")
     return "\n".join(rows)
 
 
@@ -545,6 +668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     try:
         lab = Lab.from_inventory(args.inventory)
+        if lab.vip and args.url == DEFAULT_LOAD_URL:
+            # A port published on 127.0.0.1 is bound to one container: the load goes to the floating address.
+            args.url = f"http://{lab.vip}"
+            log.info("a balancer pair: the load goes to its floating address, %s", args.url)
         for kind in args.kinds:
             kind_result: dict[str, Any] = {"faults": {}}
             results["kinds"][kind] = kind_result
@@ -559,7 +686,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.error("%s\n%s", kind_result["error"], zd.log_tail(setup.log))
                     failed = True
                     continue
+            args.kind = kind
             for name in args.faults:
+                if name in PAIR_FAULTS and lab.vip is None:
+                    kind_result["faults"][name] = {"fault": name, "skipped": "one lb host: no floating address"}
+                    continue
                 lab.refresh_addresses()
                 kind_result["faults"][name] = run_fault(name, kind, lab, args, work_dir)
                 failed = failed or bool(kind_result["faults"][name].get("error"))

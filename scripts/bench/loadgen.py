@@ -67,9 +67,10 @@ REJECTION_CLASSES = ("429", "4xx")
 UNSENT = "unsent"
 
 # Errors that mean the server closed a kept-alive connection before reading our request: the
-# classic keep-alive race (a reload, an idle timeout). Browsers and HTTP libraries resend then.
+# classic keep-alive race (a reload, an idle timeout). Browsers and HTTP libraries resend then. Over TLS the
+# same close can surface as the TLS layer's EOF, before the HTTP layer sees it.
 STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                           ConnectionAbortedError)
+                           ConnectionAbortedError, ssl.SSLEOFError)
 
 
 # ---------------------------------------------------------------------------------------------
