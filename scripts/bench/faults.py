@@ -104,6 +104,21 @@ def address_of(host: str) -> str:
     return run(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host])
 
 
+def rendered_var(inventory: str, host: str, name: str) -> str:
+    """A variable of `host` as its plays see it, templates rendered (ansible-inventory gives them as written):
+    "" when it is not set."""
+    result = subprocess.run(["ansible", "-i", inventory, host, "-m", "ansible.builtin.debug", "-a", f"var={name}"],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=REPO_ROOT,
+                            env={**zd.tool_environment(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                                 "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    if result.returncode != 0:
+        raise RuntimeError(f"reading {name} of {host} failed: {(result.stdout + result.stderr).strip()[-500:]}")
+    value = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"][host].get(name, "")
+    # An undefined variable reads "VARIABLE IS NOT DEFINED!" or "<< error 1 - 'x' is undefined >>" by version.
+    undefined = value is None or "NOT DEFINED" in str(value) or str(value).startswith("<< error")
+    return "" if undefined else str(value)
+
+
 @dataclass
 class Lab:
     lb: str
@@ -125,9 +140,9 @@ class Lab:
             raise RuntimeError(f"the inventory {inventory} has no host in {', '.join(missing)}")
         hostvars = listing.get("_meta", {}).get("hostvars", {})
         ports = [int(port) for port in hostvars.get(groups["app"][0], {}).get("app_instance_ports", [8000])]
-        vip_address = hostvars.get(groups["lb"][0], {}).get("lb_vip") or None
+        vip_address = rendered_var(inventory, groups["lb"][0], "lb_vip") if len(groups["lb"]) > 1 else None
         lab = cls(groups["lb"][0], groups["app"], groups["redis"][0], groups["db"][0], ports,
-                  lbs=groups["lb"], vip=vip_address if len(groups["lb"]) > 1 else None)
+                  lbs=groups["lb"], vip=vip_address or None)
         lab.refresh_addresses()
         return lab
 
@@ -140,8 +155,10 @@ class Lab:
         return self.vip or self.addresses[self.lb]
 
     def holders(self) -> list[str]:
+        """The lb hosts that have the floating address now; a host that is down holds nothing."""
         assert self.vip is not None
-        return vip.holders(self.vip, self.lbs, lambda host, command: podman_exec(host, "sh", "-c", command, timeout=20))
+        return vip.holders(self.vip, self.lbs, lambda host, command: run(
+            ["podman", "exec", host, "sh", "-c", command], timeout=20, check=False))
 
     def instances(self) -> list[str]:
         return [f"{host}:{port}" for host in self.app_hosts for port in self.ports]
@@ -372,17 +389,21 @@ def pair_fault(lab: Lab, args: argparse.Namespace, inject: Callable[[str], None]
     fault = FaultRun([])
     prober = vip.VipProber(lab.vip)
     prober.start()
+    moved = None
     try:
         time.sleep(1)
         fault.marks["fault"] = time.time()
-        inject(old)
-        moved = prober.wait_for_answer(fault.marks["fault"], old, FAILOVER_TIMEOUT)
-        if moved is not None:
-            fault.marks["moved"] = moved
-        fault.findings.update(old_holder=old, new_holders=lab.holders(),
-                              failover_s=round(moved - fault.marks["fault"], 2) if moved is not None else None)
-        undo(old)
-        fault.marks["undone"] = time.time()
+        try:
+            inject(old)
+            moved = prober.wait_for_answer(fault.marks["fault"], old, FAILOVER_TIMEOUT)
+            if moved is not None:
+                fault.marks["moved"] = moved
+            fault.findings.update(old_holder=old, new_holders=lab.holders(),
+                                  failover_s=round(moved - fault.marks["fault"], 2) if moved is not None else None)
+        finally:
+            # Whatever happened, the host or keepalived comes back: the next fault needs the pair whole.
+            undo(old)
+            fault.marks["undone"] = time.time()
         time.sleep(args.after)
         fault.findings["holders_after_undo"] = lab.holders()
         fault.findings["answered_after_undo"] = prober.balancers_since(fault.marks["undone"])
