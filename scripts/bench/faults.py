@@ -389,17 +389,29 @@ def pair_fault(lab: Lab, args: argparse.Namespace, inject: Callable[[str], None]
     fault = FaultRun([])
     prober = vip.VipProber(lab.vip)
     prober.start()
-    moved = None
+    moved = back = None
     try:
         time.sleep(1)
         fault.marks["fault"] = time.time()
         try:
             inject(old)
-            moved = prober.wait_for_answer(fault.marks["fault"], old, FAILOVER_TIMEOUT)
+            # Until another balancer answers (a failover), or the holder's own balancer answers again after a gap
+            # (systemd restarted it before keepalived's check moved the address).
+            deadline = time.monotonic() + FAILOVER_TIMEOUT
+            while time.monotonic() < deadline:
+                moved = prober.first_answer(fault.marks["fault"], old)
+                back = prober.back_after_gap(fault.marks["fault"], old)
+                if moved is not None or back is not None:
+                    break
+                time.sleep(0.05)
             if moved is not None:
                 fault.marks["moved"] = moved
-            fault.findings.update(old_holder=old, new_holders=lab.holders(),
-                                  failover_s=round(moved - fault.marks["fault"], 2) if moved is not None else None)
+            if back is not None:
+                fault.marks["back"] = back
+            fault.findings.update(
+                old_holder=old, new_holders=lab.holders(), gap_seen=prober.gap_seen(fault.marks["fault"]),
+                failover_s=round(moved - fault.marks["fault"], 2) if moved is not None else None,
+                back_on_the_holder_s=round(back - fault.marks["fault"], 2) if back is not None else None)
         finally:
             # Whatever happened, the host or keepalived comes back: the next fault needs the pair whole.
             undo(old)
@@ -409,9 +421,12 @@ def pair_fault(lab: Lab, args: argparse.Namespace, inject: Callable[[str], None]
         fault.findings["answered_after_undo"] = prober.balancers_since(fault.marks["undone"])
     finally:
         prober.stop()
-    fault.recovered = moved is not None
-    if fault.recovered:
-        fault.marks["recovered"] = moved
+    # Recovered: the address answered again, from another balancer or from the holder's restarted one; or no
+    # probe ever went unanswered (a restart shorter than the probes' 50 ms).
+    answered = [mark for mark in (fault.marks.get("moved"), fault.marks.get("back")) if mark is not None]
+    fault.recovered = bool(answered) or not fault.findings.get("gap_seen", True)
+    if answered:
+        fault.marks["recovered"] = min(answered)
     return fault
 
 
@@ -551,7 +566,8 @@ def run_fault(name: str, kind: str, lab: Lab, args: argparse.Namespace, work_dir
         answered_while_unready = sum(1 for r in records if r.get("instance") in fault.affected
                                      and marks.get("detected", math.inf) <= r["t"] < marks.get("recovered", 0))
     if name in PAIR_FAULTS:
-        result["pair_failed"] = vip.failed_around(records, marks["fault"], marks.get("moved"), loadgen.FAILURE_CLASSES)
+        result["pair_failed"] = vip.failed_around(records, marks["fault"], marks.get("recovered"),
+                                                  loadgen.FAILURE_CLASSES)
     result.update(
         affected=fault.affected, marks=marks, findings=fault.findings, figures=figures,
         detect_s=seconds_between(marks, "fault", "detected"),
@@ -637,7 +653,11 @@ def markdown_table(results: dict[str, Any]) -> str:
             findings, split = fault["findings"], fault["pair_failed"]
             after_undo = ", ".join(findings.get("holders_after_undo") or []) or "none"
             took_back = findings["old_holder"] in (findings.get("holders_after_undo") or [])
-            rows.append(f"| {kind} | {name} ({findings['old_holder']}) | {findings.get('failover_s')} "
+            failover = findings.get("failover_s")
+            if failover is None:
+                failover = (f"stayed; back in {findings['back_on_the_holder_s']}"
+                            if findings.get("back_on_the_holder_s") is not None else "none")
+            rows.append(f"| {kind} | {name} ({findings['old_holder']}) | {failover} "
                         f"| {split['in_flight']} / {split['in_the_gap']} / {split['after']} "
                         f"| {fault['figures']['all']['retried_stale_connection']} "
                         f"| {pair(fault['figures']['during'])} / {pair(fault['figures']['after'])} "

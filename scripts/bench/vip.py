@@ -60,6 +60,23 @@ class VipProber(threading.Thread):
         return next((at for at, status, balancer in list(self.answers)
                      if at >= after and status == 200 and balancer and balancer != other_than), None)
 
+    def back_after_gap(self, after: float, balancer: str) -> float | None:
+        """The time of the first good answer from `balancer` after a failed one (no answer, or not 200), both at or
+        after `after`: the balancer came back where it was, the address never moved (systemd restarted it)."""
+        gap = False
+        for at, status, who in list(self.answers):
+            if at < after:
+                continue
+            if status != 200:
+                gap = True
+            elif gap and who == balancer:
+                return at
+        return None
+
+    def gap_seen(self, after: float) -> bool:
+        """Whether any probe at or after `after` got no good answer."""
+        return any(status != 200 for at, status, _ in list(self.answers) if at >= after)
+
     def balancers_since(self, after: float) -> list[str]:
         """The balancers that answered from `after` on, in order, each change once: ["lb2"], ["lb2", "lb1"]."""
         seen: list[str] = []

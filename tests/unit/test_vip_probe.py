@@ -42,3 +42,12 @@ def test_failed_requests_are_split_into_in_flight_in_the_gap_and_after():
     assert vip.failed_around(records, 10.0, 12.0, FAILURES) == {"in_flight": 1, "in_the_gap": 1, "after": 1}
     # No failover: everything from the fault on is in the gap.
     assert vip.failed_around(records, 10.0, None, FAILURES) == {"in_flight": 1, "in_the_gap": 2, "after": 0}
+
+
+def test_a_balancer_back_on_the_holder_after_a_gap_is_told_from_a_failover():
+    prober = prober_with([(10.0, 200, "lb1"), (10.1, None, ""), (10.2, None, ""), (10.3, 200, "lb1"), (10.4, 200, "lb1")])
+    assert prober.back_after_gap(10.0, "lb1") == 10.3
+    assert prober.first_answer(10.0, "lb1") is None
+    assert prober.gap_seen(10.0) and not prober.gap_seen(10.3)
+    # No gap: the holder answering all along is not "back".
+    assert prober_with([(10.0, 200, "lb1"), (10.5, 200, "lb1")]).back_after_gap(10.0, "lb1") is None
