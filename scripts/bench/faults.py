@@ -652,7 +652,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         for kind, name, fault in pairs:
             findings, split = fault["findings"], fault["pair_failed"]
             after_undo = ", ".join(findings.get("holders_after_undo") or []) or "none"
-            took_back = findings["old_holder"] in (findings.get("holders_after_undo") or [])
+            took_back = findings.get("failover_s") is not None and findings["old_holder"] in (findings.get("holders_after_undo") or [])
             failover = findings.get("failover_s")
             if failover is None:
                 failover = (f"stayed; back in {findings['back_on_the_holder_s']}"
