@@ -86,15 +86,6 @@ def test_the_stack_runs_every_balancer_the_role_takes(report):
     assert report["kinds"] == specs["argument_specs"]["main"]["options"]["lb_kind"]["choices"]
 
 
-def test_the_stack_is_a_balancer_pair_behind_a_floating_address():
-    """test_pair.py skips with one lb host: the stack must have two, and lb_vip, for its tests to run."""
-    scenario = yaml.safe_load((REPO / "molecule" / "stack" / "molecule.yml").read_text(encoding="utf-8"))
-    balancers = [platform["name"] for platform in scenario["platforms"] if "lb" in platform["groups"]]
-    assert len(balancers) == 2, balancers
-    settings = yaml.safe_load((REPO / "molecule" / "stack" / "group_vars" / "lb.yml").read_text(encoding="utf-8"))
-    assert settings["lb_vip"], settings
-
-
 @pytest.mark.parametrize("what", sorted(PER_KIND))
 def test_each_balancer_runs_its_own(report, what):
     row = report["rows"][PER_KIND[what]]
