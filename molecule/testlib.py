@@ -575,7 +575,9 @@ class UserTraffic:
     balancer on 127.0.0.1, or to `url` (the pair's floating address). With `resend_reset`, a request whose kept-alive
     connection was reset without an answer is sent once more on a new one, as browsers and client pools do
     (loadgen's retry_stale; writes carry an Idempotency-Key): the client of a floating address that moved, whose
-    kept-alive connections cannot follow it.
+    kept-alive connections cannot follow it. With `retry_failed` (seconds), every request that got no answer is
+    sent again (loadgen's retry_failed): the client that retries idempotent requests; `failed()` is then that
+    client's view, and `failed_without_retry()` what a client that does not retry would have seen.
 
     The rate stays under the app's rate limit per client (600 a minute): every request comes from the one
     address the balancer sees."""
@@ -584,13 +586,14 @@ class UserTraffic:
     ITEM_PREFIX = "ZEROFAIL-"
 
     def __init__(self, rate: float = 8.0, workers: int = 4, write_ratio: float = 0.35, health_ratio: float = 0.3,
-                 limit_seconds: float = 600.0, url: str | None = None, resend_reset: bool = False) -> None:
+                 limit_seconds: float = 600.0, url: str | None = None, resend_reset: bool = False,
+                 retry_failed: float = 0.0) -> None:
         self.records: list[dict] = []
         self.url = url
         self.settings = loadgen().LoadSettings(
             rate=rate, duration=limit_seconds, max_requests=int(rate * limit_seconds), workers=workers,
             timeout=70.0, write_ratio=write_ratio, drain_timeout=75.0, retry_stale=resend_reset,
-            item_prefix=self.ITEM_PREFIX, health_ratio=health_ratio)
+            item_prefix=self.ITEM_PREFIX, health_ratio=health_ratio, retry_failed=retry_failed)
         self._stop = loadgen().StopFlag()
         self._thread: threading.Thread | None = None
 
@@ -611,12 +614,16 @@ class UserTraffic:
         if self._thread is not None:
             self._thread.join(timeout=self.settings.drain_timeout + 10)
 
-    def failed(self) -> dict[str, list[str]]:
+    def failed_without_retry(self) -> dict[str, list[str]]:
+        """failed(), as a client that does not retry would have seen it: each request's first failure."""
+        return self.failed([loadgen().without_retry(record) for record in self.records])
+
+    def failed(self, records: list[dict] | None = None) -> dict[str, list[str]]:
         """Per class, each request the user saw fail (no answer, a reset, a timeout, a 5xx, or never sent
         in time), as 'time kind op: error detail'; classes with none are left out."""
         failures = loadgen().FAILURE_CLASSES + (loadgen().UNSENT,)
         found: dict[str, list[str]] = {}
-        for record in self.records:
+        for record in self.records if records is None else records:
             if record["error"] in failures:
                 found.setdefault(record["kind"] or "unsent", []).append(
                     f"{time.strftime('%X', time.localtime(record['t']))} {record['op']}: {record['error']}"
@@ -644,6 +651,12 @@ class UserTraffic:
         if self.settings.retry_stale:
             for kind in self.CLASSES:
                 figures[kind]["resent"] = sum(1 for record in self.records if record["kind"] == kind and record.get("retried"))
+        if self.settings.retry_failed:
+            without = self.failed_without_retry()
+            for kind in self.CLASSES:
+                figures[kind]["retried_after_failure"] = sum(1 for record in self.records
+                                                             if record["kind"] == kind and record.get("first_error"))
+                figures[kind]["failed_without_retry"] = len(without.get(kind, []))
         return figures
 
     def assert_none_failed(self, minimum_per_class: int = 20) -> None:

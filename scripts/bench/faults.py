@@ -550,7 +550,10 @@ def run_fault(name: str, kind: str, lab: Lab, args: argparse.Namespace, work_dir
 
     if fault is None or not records_path.is_file():
         return result
-    records = loadgen.read_records(records_path)
+    # The load's client retries a request that got no answer (--retry-failed): the figures below are those of a
+    # client that does not (each request's first failure), and failed_with_retry the retrying client's.
+    retrying = loadgen.read_records(records_path)
+    records = [loadgen.without_retry(record) for record in retrying]
     during_end = fault.window_end or marks.get("recovered") or marks["load_stop"]
     figures = {
         "before": loadgen.summarize(records, marks["load_start"], marks["fault"]),
@@ -568,6 +571,8 @@ def run_fault(name: str, kind: str, lab: Lab, args: argparse.Namespace, work_dir
     if name in PAIR_FAULTS:
         result["pair_failed"] = vip.failed_around(records, marks["fault"], marks.get("recovered"),
                                                   loadgen.FAILURE_CLASSES)
+        result["pair_failed_with_retry"] = vip.failed_around(retrying, marks["fault"], marks.get("recovered"),
+                                                             loadgen.FAILURE_CLASSES)
     result.update(
         affected=fault.affected, marks=marks, findings=fault.findings, figures=figures,
         detect_s=seconds_between(marks, "fault", "detected"),
@@ -576,9 +581,10 @@ def run_fault(name: str, kind: str, lab: Lab, args: argparse.Namespace, work_dir
         rejoin_s=round(rejoined - marks["fault"], 1) if rejoined else None,
         answered_while_unready=answered_while_unready,
         session_refreshes=sum(1 for r in records if r.get("status") in (401, 403)),
+        failed_with_retry=loadgen.summarize(retrying)["failed"],
     )
     try:
-        result["audit"] = audit(lab, records, marks["load_start"], args)
+        result["audit"] = audit(lab, retrying, marks["load_start"], args)
     except (RuntimeError, OSError, ValueError) as exc:
         result["audit"] = {"error": str(exc)}
     return result
@@ -648,7 +654,8 @@ def markdown_table(results: dict[str, Any]) -> str:
              for name, fault in kind_result.get("faults", {}).items() if fault.get("pair_failed")]
     if pairs:
         rows += ["", "| balancer | pair fault | failover s | failed: in flight / in the gap / after | resent "
-                     "| p99 during / after ms | holder after the old one came back |", "|---|---|---|---|---|---|---|"]
+                     "| failed, a client that retries | p99 during / after ms | holder after the old one came back |",
+                 "|---|---|---|---|---|---|---|---|"]
         for kind, name, fault in pairs:
             findings, split = fault["findings"], fault["pair_failed"]
             after_undo = ", ".join(findings.get("holders_after_undo") or []) or "none"
@@ -660,6 +667,7 @@ def markdown_table(results: dict[str, Any]) -> str:
             rows.append(f"| {kind} | {name} ({findings['old_holder']}) | {failover} "
                         f"| {split['in_flight']} / {split['in_the_gap']} / {split['after']} "
                         f"| {fault['figures']['all']['retried_stale_connection']} "
+                        f"| {fault.get('failed_with_retry', '-')} "
                         f"| {pair(fault['figures']['during'])} / {pair(fault['figures']['after'])} "
                         f"| {after_undo}{' (took it back)' if took_back else ''} |")
     return "\n".join(rows)
@@ -672,6 +680,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--before", type=float, default=15.0, help="seconds of load before each fault")
     parser.add_argument("--after", type=float, default=15.0, help="seconds of load after the recovery")
     parser.add_argument("--recover-timeout", type=float, default=120.0, help="seconds to wait for a recovery")
+    parser.add_argument("--retry-failed", type=float, default=5.0,
+                        help="seconds the load's client resends a request that got no answer, as a client that "
+                             "retries idempotent requests does (loadgen.py --retry-failed); the tables count "
+                             "each request's first failure, and the retrying client's failures apart "
+                             "(default: %(default)s)")
     parser.add_argument("--host-down", type=float, default=20.0, help="seconds stop_host keeps the host down")
     parser.add_argument("--flood-seconds", type=float, default=20.0, help="seconds of each flood")
     parser.add_argument("--flood-rate", type=float, default=400.0, help="requests per second of the flood")

@@ -322,6 +322,15 @@ class LoadSettings:
     item_prefix: str
     seed: int | None = None
     health_ratio: float = 0.0
+    # Seconds a request that got no answer (a refused or timed-out connect, a reset, a timeout) is sent again,
+    # on a new connection, after a short backoff (retry_backoff); 0: never (see Worker.send).
+    retry_failed: float = 0.0
+
+
+def retry_backoff(attempt: int) -> float:
+    """The pause before the attempt-th resend of a request that got no answer: 0.1 s, doubling, at most 1 s
+    (a client's usual exponential backoff, short: a failover takes about a second)."""
+    return min(0.1 * 2 ** (attempt - 1), 1.0)
 
 
 class Worker(threading.Thread):
@@ -364,6 +373,24 @@ class Worker(threading.Thread):
                 raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         return exchange(self.conn, plan.method, plan.path, body, headers)
 
+    def _retry(self, record: dict[str, Any], failure: tuple[str, str]) -> bool:
+        """With retry_failed, whether to send the request again after `failure` (its class and detail), having
+        paused for the backoff: the client that retries, as HTTP clients do for idempotent requests. Every
+        request here is one: reads, GET /health, and writes with an Idempotency-Key (the app applies a key's
+        movement once and replays its outcome). A 5xx is an answer and is never retried. The first failure
+        stays in the record (first_error, first_detail): what a client that does not retry would have seen."""
+        if self.settings.retry_failed <= 0:
+            return False
+        now = time.monotonic()
+        if "first_error" not in record:
+            record.update(first_error=failure[0], first_detail=failure[1], attempts=1)
+            record["_retry_deadline"] = now + self.settings.retry_failed
+        if now >= record["_retry_deadline"]:
+            return False
+        time.sleep(min(retry_backoff(record["attempts"]), record["_retry_deadline"] - now))
+        record["attempts"] += 1
+        return True
+
     def send(self, due: Due) -> dict[str, Any]:
         plan = plan_request(self.rng, self.settings.write_ratio, self.item_ids, self.settings.item_prefix,
                             self.settings.health_ratio)
@@ -393,22 +420,27 @@ class Worker(threading.Thread):
                 answer = self._attempt(plan, headers, body)
             except ConnectFailed as exc:
                 self._drop_connection()
-                record.update(error="connect", detail=str(exc))
+                failure = ("connect", str(exc))
             except STALE_CONNECTION_ERRORS as exc:
                 self._drop_connection()
                 if reused and self.settings.retry_stale and not record["retried"]:
                     record.update(retried=True, retry_detail=f"{type(exc).__name__}: {exc}")
                     continue
-                record.update(error=classify_exception(exc), detail=f"{type(exc).__name__}: {exc}")
+                failure = (classify_exception(exc), f"{type(exc).__name__}: {exc}")
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
-                record.update(error=classify_exception(exc), detail=f"{type(exc).__name__}: {exc}")
+                failure = (classify_exception(exc), f"{type(exc).__name__}: {exc}")
             else:
                 record.update(status=answer.status, error=classify_status(answer.status),
                               instance=answer.headers.get(INSTANCE_HEADER))
                 if plan.kind == "write" and answer.status in (401, 403):
                     self.session.refresh(session_generation)
+                break
+            if self._retry(record, failure):
+                continue
+            record.update(error=failure[0], detail=failure[1])
             break
+        record.pop("_retry_deadline", None)
         record["latency_ms"] = round((time.monotonic() - due.monotonic) * 1000, 3)
         return record
 
@@ -541,6 +573,10 @@ def summarize(records: Iterable[dict[str, Any]], start: float | None = None,
         "requests_by_kind": {kind: sum(1 for r in sent if r["kind"] == kind) for kind in REQUEST_KINDS},
         "rejected": {name: sum(1 for r in sent if r["error"] == name) for name in REJECTION_CLASSES},
         "retried_stale_connection": sum(1 for r in sent if r.get("retried")),
+        # With retry_failed: the requests sent again after a failure, and those that got their answer so; a
+        # client that does not retry would have seen failed + recovered_by_retry fail.
+        "retried_after_failure": sum(1 for r in sent if r.get("first_error")),
+        "recovered_by_retry": sum(1 for r in sent if r.get("first_error") and r["error"] not in FAILURE_CLASSES),
         "reconnected_before_sending": sum(1 for r in sent if r.get("reconnected")),
         "unsent": len(window) - len(sent),
         "p50_ms": p(0.50),
@@ -551,6 +587,13 @@ def summarize(records: Iterable[dict[str, Any]], start: float | None = None,
         "per_instance": dict(sorted(Counter(r["instance"] or "(balancer)" for r in sent
                                             if r["status"] is not None).items())),
     }
+
+
+def without_retry(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as a client that does not retry would have seen it: its first failure, when it had one."""
+    if record.get("first_error"):
+        return {**record, "error": record["first_error"], "status": None, "instance": None}
+    return record
 
 
 def windows_from_marks(marks: dict[str, float]) -> list[tuple[str, float | None, float | None]]:
@@ -574,7 +617,9 @@ def format_summary(name: str, figures: dict[str, Any]) -> str:
             f"read {figures['failed_by_kind']['read']}, write {figures['failed_by_kind']['write']}, "
             f"health {figures['failed_by_kind']['health']}), "
             f"429 {figures['rejected']['429']}, 4xx {figures['rejected']['4xx']}, "
-            f"resent {figures['retried_stale_connection']}, unsent {figures['unsent']}, "
+            f"resent {figures['retried_stale_connection']}, "
+            f"retried after a failure {figures['retried_after_failure']} ({figures['recovered_by_retry']} answered), "
+            f"unsent {figures['unsent']}, "
             f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms; "
             f"instances {figures['per_instance']}")
 
@@ -616,7 +661,8 @@ def command_run(args: argparse.Namespace) -> int:
     settings = LoadSettings(rate=args.rate, duration=args.duration, max_requests=args.max_requests,
                             workers=args.workers, timeout=args.timeout, write_ratio=args.write_ratio,
                             drain_timeout=args.drain_timeout, retry_stale=args.retry_stale,
-                            item_prefix=args.item_prefix, seed=args.seed, health_ratio=args.health_ratio)
+                            item_prefix=args.item_prefix, seed=args.seed, health_ratio=args.health_ratio,
+                            retry_failed=args.retry_failed)
     target = Target.from_url(args.url, verify_tls=args.verify_tls)
     stop = StopFlag()
     stop.install()
@@ -702,10 +748,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--health-ratio", type=ratio, default=0.0,
                      help="share of GET /health among the requests (default: %(default)s)")
     run.add_argument("--drain-timeout", type=positive(float), default=None,
-                     help="seconds to finish the due requests after the stop (default: --timeout + 5)")
+                     help="seconds to finish the due requests after the stop (default: --timeout + --retry-failed + 5)")
     run.add_argument("--no-retry-stale", dest="retry_stale", action="store_false",
                      help="count a kept-alive connection the server closed before our request as a reset "
                           "instead of resending once on a new connection")
+    run.add_argument("--retry-failed", type=float, default=0.0, metavar="SECONDS",
+                     help="send a request that got no answer (connect refused or timed out, reset, timeout) "
+                          "again, on a new connection, with a backoff of 0.1 s doubling to 1 s, for up to SECONDS "
+                          "after its first failure, as a client that retries idempotent requests does; every "
+                          "request here is one (writes carry an Idempotency-Key). 5xx answers are not retried. "
+                          "The summary counts what a client that does not retry would have seen (default: 0, never)")
     run.add_argument("--items", type=positive(int), default=10, help="items to spread the load over (default: %(default)s)")
     run.add_argument("--item-prefix", default="loadgen-", help="SKU prefix of those items (default: %(default)s)")
     run.add_argument("--username", default="admin", help="login (default: %(default)s)")
@@ -725,7 +777,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.command == "run" and args.write_ratio + args.health_ratio > 1:
         parser.error(f"--write-ratio {args.write_ratio} and --health-ratio {args.health_ratio} add up to more than 1")
     if args.command == "run" and args.drain_timeout is None:
-        args.drain_timeout = args.timeout + 5.0
+        args.drain_timeout = args.timeout + max(args.retry_failed, 0.0) + 5.0
     return args
 
 

@@ -259,11 +259,12 @@ class LoadGenerator:
     def __init__(self, args: argparse.Namespace, records_path: Path, log_path: Path) -> None:
         self.records_path = records_path
         self.log_path = log_path
-        self.drain_grace = args.timeout + 30
+        retry_failed = getattr(args, "retry_failed", 0.0)
+        self.drain_grace = args.timeout + retry_failed + 30
         self.command = [
             sys.executable, str(LOADGEN), "run", "--url", args.url, "--rate", str(args.rate),
             "--workers", str(args.workers), "--timeout", str(args.timeout),
-            "--write-ratio", str(args.write_ratio),
+            "--write-ratio", str(args.write_ratio), "--retry-failed", str(retry_failed),
             # Stopped by a signal: the limits only guard against a driver that died.
             "--duration", "7200", "--out", str(records_path)]
         self.process: subprocess.Popen[str] | None = None
