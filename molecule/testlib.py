@@ -492,6 +492,70 @@ class WeightSampler:
         return seen
 
 
+def lb_hosts() -> list[str]:
+    """The lb hosts: one, or a balancer pair (lb_vip)."""
+    return stack().groups().get("lb", [])
+
+
+KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
+
+
+def keepalived_settings() -> dict:
+    """The floating address, its prefix and the router id, from the first lb host's keepalived config."""
+    text = container(lb_hosts()[0]).file(KEEPALIVED_CONFIG).content_string
+    vip = re.search(r"^\s*(\d+\.\d+\.\d+\.\d+)/(\d+) dev", text, re.M)
+    router_id = re.search(r"^\s*virtual_router_id (\d+)", text, re.M)
+    assert vip and router_id, text
+    return {"vip": vip[1], "prefix": int(vip[2]), "router_id": int(router_id[1])}
+
+
+def floating_url() -> str | None:
+    """https://<the floating address> with a balancer pair, where users' traffic goes; None with one lb host."""
+    return f"https://{keepalived_settings()['vip']}" if len(lb_hosts()) > 1 else None
+
+
+class NginxDrains:
+    """The instances an nginx took out of rotation, read on its lb host from its config every 0.3 s (open-source
+    nginx drains by a render and a reload: `server ... down;  # <name>`). Its served weights cannot tell a
+    drained instance from one that is restarting."""
+
+    def __init__(self, lb: str, limit: int = 900) -> None:
+        script = (f"end=$(( $(date +%s) + {limit} )); while [ $(date +%s) -lt $end ]; do "
+                  "grep -E '^[[:space:]]*server .* down;' /etc/nginx/nginx.conf; echo ---; sleep 0.3; done")
+        self.lb, self.script, self.drained = lb, script, set()
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "NginxDrains":
+        self._process = subprocess.Popen(["podman", "exec", self.lb, "sh", "-c", self.script],
+                                         stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            found = re.search(r"#\s*(\S+)\s*$", line)
+            if found:
+                self.drained.add(found[1])
+
+    def __exit__(self, *_exc) -> None:
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=10)
+
+    def history(self, name: str) -> list[int]:
+        """As WeightSampler.history has it, for the test: [0] once drained."""
+        return [0] if name in self.drained else []
+
+
+
+def drain_watcher(kind: str, lb: str):
+    """What sees `lb`'s balancer take instances out of rotation during a deploy: its own state every 0.3 s
+    (HAProxy's runtime API, Apache's balancer-manager), nginx's config (NginxDrains). A context manager with
+    history(name) as WeightSampler has it."""
+    return NginxDrains(lb) if kind == "nginx" else WeightSampler(kind, lb_host=lb)
+
+
 def instances(app_host: str, ports: tuple[int, ...] = (8000, 8001)) -> dict[int, tuple[str, dict]]:
     """Each app instance's main PID and readiness answer ({} when it gives none), in one exec."""
     script = "; ".join(

@@ -5,33 +5,26 @@ from the peers only. Under traffic sent to the floating address itself (a port p
 bound to one container and cannot follow it), the holder dies (its container killed): the address moves
 within 3 s, and no request sent after the move fails. The old holder, back, does not take it back. A rogue VRRP
 speaker on an app host, with the highest priority, does not make the holder give the address up; the same
-rogue against a holder without the peer filters does (the negative control, kept in the suite). A rolling deploy
-and a restart of both balancers (playbooks/balancer_restart.yml: the standby first, the holder after handing the
-address over) under traffic to the address fail no request.
+rogue against a holder without the peer filters does (the negative control, kept in the suite). A restart of
+both balancers (playbooks/balancer_restart.yml: the standby first, the holder after handing the address over)
+under traffic to the address fails no request. The rolling deploy through the pair is each balancer's good deploy
+(test_upgrade.py): with a pair, its traffic goes to the floating address and every balancer's drains are seen.
 
 Skipped when the inventory has one lb host (lb_vip empty).
 """
 
 from __future__ import annotations
 
-import functools
 import http.client
 import re
 import subprocess
-import threading
 import time
 
 import pytest
 
-from testlib import (BALANCER_UNITS, UserTraffic, WeightSampler, active_kind, changed_counts, container,
-                     fleet_version, host_address, host_name, loadgen, project_module, record_traffic, run_playbook,
-                     stack)
-
-
-
-@functools.cache
-def lb_hosts() -> list[str]:
-    return stack().groups().get("lb", [])
+from testlib import (BALANCER_UNITS, KEEPALIVED_CONFIG, UserTraffic, active_kind, changed_counts, container,
+                     host_address, host_name, keepalived_settings, lb_hosts, loadgen, project_module, record_traffic,
+                     run_playbook)
 
 
 # Module scope: it must come before the module's other fixtures, which read the pair.
@@ -40,12 +33,10 @@ def a_pair():
     if len(lb_hosts()) < 2:
         pytest.skip("one lb host: no pair, no floating address")
 
-# The failover and the deploy through the floating address run once, in the last balancer's part (Apache's in
-# the stack: its deploys are the shortest, and no deploy that fails on purpose runs there); on the lab, with the
-# balancer it runs. Each costs about 25 s and 150 s.
+# The failover and the balancers' restart run once, in the last balancer's part (Apache's in the stack: its
+# deploys are the shortest, and no deploy that fails on purpose runs there); on the lab, with the balancer it runs.
 ONCE = pytest.mark.once_with_balancer(2)
 
-KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 VRRP_TABLE = "rollgate_vrrp"
 FAILOVER_GOAL = 3.0
 # Seconds the failover's client resends a request that got no answer (loadgen's retry_failed): above the goal.
@@ -71,13 +62,6 @@ vrrp_instance rogue {{
 """
 
 
-def keepalived_settings() -> dict:
-    """The floating address, its prefix and the router id, from the first lb host's keepalived config."""
-    text = container(lb_hosts()[0]).file(KEEPALIVED_CONFIG).content_string
-    vip = re.search(r"^\s*(\d+\.\d+\.\d+\.\d+)/(\d+) dev", text, re.M)
-    router_id = re.search(r"^\s*virtual_router_id (\d+)", text, re.M)
-    assert vip and router_id, text
-    return {"vip": vip[1], "prefix": int(vip[2]), "router_id": int(router_id[1])}
 
 
 def holders_among(vip: str, hosts: list[str]) -> list[str]:
@@ -254,84 +238,6 @@ def test_the_old_holder_back_does_not_take_the_address_back(failover, settings):
         time.sleep(1)
     time.sleep(5)
     assert holders(settings["vip"]) == figures["new"], figures
-
-
-class NginxDrains:
-    """The instances an nginx took out of rotation, read on its lb host from its config every 0.3 s (open-source
-    nginx drains by a render and a reload: `server ... down;  # <name>`). Its served weights cannot tell a
-    drained instance from one that is restarting."""
-
-    def __init__(self, lb: str, limit: int = 900) -> None:
-        script = (f"end=$(( $(date +%s) + {limit} )); while [ $(date +%s) -lt $end ]; do "
-                  "grep -E '^[[:space:]]*server .* down;' /etc/nginx/nginx.conf; echo ---; sleep 0.3; done")
-        self.lb, self.script, self.drained = lb, script, set()
-        self._process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "NginxDrains":
-        self._process = subprocess.Popen(["podman", "exec", self.lb, "sh", "-c", self.script],
-                                         stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        return self
-
-    def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
-            found = re.search(r"#\s*(\S+)\s*$", line)
-            if found:
-                self.drained.add(found[1])
-
-    def __exit__(self, *_exc) -> None:
-        assert self._process is not None
-        self._process.kill()
-        self._process.wait(timeout=10)
-
-    def history(self, name: str) -> list[int]:
-        """As WeightSampler.history has it, for the test: [0] once drained."""
-        return [0] if name in self.drained else []
-
-
-@pytest.fixture(scope="module")
-def deploy_through_the_pair(settings):
-    """A rolling deploy under traffic sent to the floating address, each balancer's drains seen all along (HAProxy's
-    and Apache's own state, nginx's config); the fleet is left on the new version, as test_upgrade.py leaves it."""
-    version = "1.1.0" if fleet_version() != "1.1.0" else "1.1.1"
-    kind = active_kind()
-    samplers = [NginxDrains(lb) if kind == "nginx" else WeightSampler(kind, lb_host=lb)
-                for lb in lb_hosts()]
-    for sampler in samplers:
-        sampler.__enter__()
-    try:
-        with UserTraffic(url=f"https://{settings['vip']}") as traffic:
-            result = run_playbook("playbooks/rolling_deploy.yml", {"app_version": version})
-    finally:
-        for sampler in samplers:
-            sampler.__exit__(None, None, None)
-    record_traffic("pair: rolling deploy through the floating address", kind, traffic)
-    return result, traffic, dict(zip(lb_hosts(), samplers))
-
-
-@ONCE
-def test_a_deploy_drains_every_instance_in_every_balancer(deploy_through_the_pair):
-    result, _, samplers = deploy_through_the_pair
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    instances = {f"{host}_{port}" for host in stack().groups()["app"] for port in (8000, 8001)}
-    for lb, sampler in samplers.items():
-        drained = {name for name in instances if 0 in sampler.history(name)}
-        assert drained == instances, f"{lb} never drained {sorted(instances - drained)}"
-
-
-@ONCE
-def test_after_the_deploy_each_balancer_still_names_itself(deploy_through_the_pair):
-    """The rollout renders each balancer's config from the first lb host (delegation), whose inventory_hostname
-    is its own: the other balancer once answered X-Balancer: lb1 after every deploy (lb_runtime_host mends it)."""
-    named = {lb: balancer_said(host_address(lb), timeout=5) for lb in lb_hosts()}
-    assert named == {lb: (200, lb) for lb in lb_hosts()}, named
-
-
-@ONCE
-def test_no_request_through_the_floating_address_failed_during_the_deploy(deploy_through_the_pair):
-    _, traffic, _ = deploy_through_the_pair
-    traffic.assert_none_failed()
 
 
 def balancer_started(lb: str, kind: str) -> int:

@@ -19,6 +19,7 @@ on one instance past the app's DRAIN_TIMEOUT: it succeeds only if the deploy wai
 """
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -27,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from testlib import (APP_ENV_LINK, BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind,
-                     app_drain_timeout, balancer_reloads, changed_counts, container, fleet_version, group_vars,
-                     host_address, host_name, instances, live_weights, record_traffic, run_playbook, served_instances,
-                     stack)
+                     app_drain_timeout, balancer_reloads, changed_counts, container, drain_watcher, fleet_version,
+                     floating_url, group_vars, host_address, host_name, instances, lb_hosts, live_weights,
+                     project_module, record_traffic, run_playbook, served_instances, stack)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -89,13 +90,18 @@ def upgrade(balancer):
     """One good deploy under traffic, with a slow start of SLOW_START seconds in 4 steps, the balancer's
     weights sampled all along, and a write held in flight on app1:8000 (batch 1), sent to it straight: held from before
     the deploy until DRAIN_TIMEOUT + 3 s after that instance's drain, longer than the balancer's read
-    timeout would allow; the tests read the result."""
+    timeout would allow; the tests read the result. With a balancer pair, the traffic goes to the floating address,
+    as users' does, and the other balancers' drains are watched too (seen["other_balancers"])."""
     version = another_good_version(fleet_version())
     seen: dict = {}
     reloads = [balancer_reloads(host_name("lb1"), balancer.kind)]
     marks = [time.monotonic()]
+    others = {lb: drain_watcher(balancer.kind, lb) for lb in lb_hosts() if lb != host_name("lb1")}
     with HeldWrite(APP_HOSTS, DB_HOST, instance=f"{APP_HOSTS[0]}_{PORTS[0]}") as held, \
-            WeightSampler(balancer.kind) as sampler, UserTraffic() as traffic:
+            WeightSampler(balancer.kind) as sampler, UserTraffic(url=floating_url()) as traffic, \
+            contextlib.ExitStack() as watching:
+        for watcher in others.values():
+            watching.enter_context(watcher)
         marks.append(time.monotonic())
         releaser = threading.Thread(target=release_after_the_drain, args=(held, sampler, seen), daemon=True)
         releaser.start()
@@ -107,7 +113,9 @@ def upgrade(balancer):
     marks.append(time.monotonic())
     reloads.append(balancer_reloads(host_name("lb1"), balancer.kind))
     seen["reloads"] = reloads[1] - reloads[0]
-    record_traffic("rolling deploy, good, slow start", balancer.kind, traffic,
+    seen["other_balancers"] = others
+    record_traffic("rolling deploy, good, slow start" + (" (through the floating address)" if others else ""),
+                   balancer.kind, traffic,
                    held={"instance": held.instance, "status": held.status, "error": held.error},
                    weights={f"{app}_{port}": sampler.history(f"{app}_{port}") for app in APP_HOSTS for port in PORTS},
                    weight_samples=len(sampler.samples), balancer_reloads=seen["reloads"],
@@ -168,6 +176,28 @@ def test_the_balancer_weighs_the_instances_by_capacity(upgrade, balancer):
     weights = live_weights(balancer.kind)
     assert {name: weights.get(name) for name in (f"{APP_HOSTS[0]}_{PORTS[0]}", f"{APP_HOSTS[1]}_{PORTS[0]}")} == {
         f"{APP_HOSTS[0]}_{PORTS[0]}": 1, f"{APP_HOSTS[1]}_{PORTS[0]}": 3}, weights
+
+
+def test_every_other_balancer_of_a_pair_drained_every_instance(upgrade):
+    """A batch is out, and back, only once every balancer says so: lb2 drained each instance too."""
+    _, _, _, _, (_, seen) = upgrade
+    if not seen["other_balancers"]:
+        pytest.skip("one lb host")
+    names = {f"{app}_{port}" for app in APP_HOSTS for port in PORTS}
+    for lb, watcher in seen["other_balancers"].items():
+        drained = {name for name in names if 0 in watcher.history(name)}
+        assert drained == names, f"{lb} never drained {sorted(names - drained)}"
+
+
+def test_after_the_deploy_each_balancer_still_names_itself(upgrade):
+    """The rollout renders each balancer's runtime config delegated from the first lb host, whose inventory_hostname
+    is its own: lb2 once answered X-Balancer: lb1 after every deploy (lb_runtime_host mends it). Only a pair's
+    balancers name themselves."""
+    if len(lb_hosts()) < 2:
+        pytest.skip("one lb host")
+    balancer_said = project_module("scripts/bench/vip.py", "vip").balancer_said
+    named = {lb: balancer_said(host_address(lb), timeout=5) for lb in lb_hosts()}
+    assert named == {lb: (200, lb) for lb in lb_hosts()}, named
 
 
 def test_the_balancer_serves_every_instance_afterwards(upgrade):
