@@ -51,7 +51,9 @@ started=$(date +%s)
 say "bootstrap host step in a fresh ${BASE_IMAGE} container, then a nested container on its own network"
 # Its own network namespace (podman's default network), never the machine's: the nested podman makes a
 # network, and netavark writes firewall rules wherever it runs.
-if podman run --rm --privileged -v "${BOOTSTRAP}:/bootstrap.sh:ro" "${BASE_IMAGE}" \
+# ROLLGATE_CONTAINER_CPU_SHARES: its share of the CPU beside other containers (scripts/run-molecule.sh sets it).
+if podman run --rm --privileged ${ROLLGATE_CONTAINER_CPU_SHARES:+--cpu-shares "$ROLLGATE_CONTAINER_CPU_SHARES"} \
+        -v "${BOOTSTRAP}:/bootstrap.sh:ro" "${BASE_IMAGE}" \
         bash -c "${inner}" >"${LOG}" 2>&1; then
     say "passed in $(( $(date +%s) - started )) s (log: ${LOG#"${ROOT_DIR}/"})"
 else
