@@ -12,9 +12,8 @@ import time
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from testlib import PROJECT_DIR, fleet_version, group_vars, stack
@@ -50,13 +49,31 @@ def browser():
         driver.quit()
 
 
+def gone(element):
+    """A wait condition: `element`'s page has been replaced. expected_conditions.staleness_of, but chromedriver
+    can answer a question about an element of a document it is tearing down with an "unhandled inspector error:
+    Node with given id does not belong to the document" instead of a stale element (make test, 2026-12-06): that
+    says the same thing. Any other error stays one."""
+    def replaced(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+        return False
+    return replaced
+
+
 def sign_in(driver, username: str, password: str) -> None:
     """Fill in the login form and send it; return once the next page has loaded."""
     form = driver.find_element(By.TAG_NAME, "form")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(form))
+    WebDriverWait(driver, 15).until(gone(form))
 
 
 def updated(driver) -> str | None:
