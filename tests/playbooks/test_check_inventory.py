@@ -337,3 +337,17 @@ def test_a_misspelt_variable_is_warned_about_naming_the_closest_and_the_run_goes
         in output, output[-3000:]
     assert "lb_http_prot (on app1) is set but no role knows it" in output and "did you mean lb_http_port?" in output
     assert "5 host(s) of the inventory did not answer, so no host was changed" in output, output[-3000:]
+
+
+def test_site_limited_to_one_balancer_of_a_pair_and_no_app_host_is_not_refused(tmp_path):
+    """A --limit that reaches no app host restarts no instance: site.yml may converge one balancer of a pair (it goes
+    on to the hosts, which do not answer here). With an app host in the --limit, leaving lb2 out is refused."""
+    result = run(tmp_path, with_edits(PAIR), "site.yml", "--limit", "lb1")
+    output = result.stdout + result.stderr
+    assert "leaves out lb2" not in output, output[-3000:]
+    assert "did not answer, so no host was changed: lb1" in output, output[-3000:]
+
+    result = run(tmp_path, with_edits(PAIR), "site.yml", "--limit", "lb1:app1")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "but this run leaves out lb2: run it with every host of [lb] (a --limit must include them all)" in output
