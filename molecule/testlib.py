@@ -548,7 +548,6 @@ class NginxDrains:
         return [0] if name in self.drained else []
 
 
-
 def drain_watcher(kind: str, lb: str):
     """What sees `lb`'s balancer take instances out of rotation during a deploy: its own state every 0.3 s
     (HAProxy's runtime API, Apache's balancer-manager), nginx's config (NginxDrains). A context manager with
@@ -605,9 +604,16 @@ def app_drain_timeout() -> float:
 # --- Traffic that counts what users see ----------------------------------------------------------------
 
 @functools.cache
+@functools.cache
 def loadgen():
-    """scripts/bench/loadgen.py, imported: the load generator of the benchmarks, reused by the tests."""
+    """scripts/bench/loadgen.py, imported once: the load generator of the benchmarks, reused by the tests."""
     return project_module("scripts/bench/loadgen.py", "rollgate_loadgen")
+
+
+@functools.cache
+def vip_client():
+    """scripts/bench/vip.py, imported once: the floating address seen from a client (shared with the fault suite)."""
+    return project_module("scripts/bench/vip.py", "rollgate_vip")
 
 
 def balancer_target():

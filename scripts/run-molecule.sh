@@ -9,9 +9,8 @@
 # longest and mostly waits (pauses, drains, traffic at a fixed rate), the others keep the CPU busy. Alone
 # the stack leaves most of a core idle; beside two jobs of equal priority it would wait for the CPU. At
 # nice 10 the others still cost it much: its converge took 560 s beside make check and app, 332 s at 19
-# (149 s alone); the stack took 2,188 s in make test, 1,248 s alone. nice does not reach the containers (each
-# is a cgroup of its own): the others' hosts get OTHERS_CPU_SHARES, and the others wait for the stack's converge
-# (wait_for_the_stack below).
+# (149 s alone); the stack took 2,188 s in make test, 1,248 s alone. See OTHERS_CPU_SHARES and
+# wait_for_the_stack below for what nice does not reach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${MOLECULE_JOBS:-3}"

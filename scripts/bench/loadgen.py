@@ -373,23 +373,25 @@ class Worker(threading.Thread):
                 raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         return exchange(self.conn, plan.method, plan.path, body, headers)
 
-    def _retry(self, record: dict[str, Any], failure: tuple[str, str]) -> bool:
-        """With retry_failed, whether to send the request again after `failure` (its class and detail), having
-        paused for the backoff: the client that retries, as HTTP clients do for idempotent requests. Every
-        request here is one: reads, GET /health, and writes with an Idempotency-Key (the app applies a key's
-        movement once and replays its outcome). A 5xx is an answer and is never retried. The first failure
-        stays in the record (first_error, first_detail): what a client that does not retry would have seen."""
+    def _pause_before_retry(self, record: dict[str, Any], failure: tuple[str, str],
+                            retry_until: float | None) -> float | None:
+        """With retry_failed, after `failure` (its class and detail): pause for the backoff and return the time
+        (monotonic) until which the request is sent again, or None when it is not (no retry, or the window is
+        over). The client that retries, as HTTP clients do for idempotent requests: every request here is one
+        (reads, GET /health, and writes with an Idempotency-Key, whose movement the app applies once and replays).
+        A 5xx is an answer and is never retried. The first failure stays in the record (first_error,
+        first_detail): what a client that does not retry would have seen."""
         if self.settings.retry_failed <= 0:
-            return False
+            return None
         now = time.monotonic()
-        if "first_error" not in record:
+        if retry_until is None:
             record.update(first_error=failure[0], first_detail=failure[1], attempts=1)
-            record["_retry_deadline"] = now + self.settings.retry_failed
-        if now >= record["_retry_deadline"]:
-            return False
-        time.sleep(min(retry_backoff(record["attempts"]), record["_retry_deadline"] - now))
+            retry_until = now + self.settings.retry_failed
+        if now >= retry_until:
+            return None
+        time.sleep(min(retry_backoff(record["attempts"]), retry_until - now))
         record["attempts"] += 1
-        return True
+        return retry_until
 
     def send(self, due: Due) -> dict[str, Any]:
         plan = plan_request(self.rng, self.settings.write_ratio, self.item_ids, self.settings.item_prefix,
@@ -414,6 +416,7 @@ class Worker(threading.Thread):
             # Closed by the server while idle: a new connection before the request, as client pools do.
             self._drop_connection()
             record["reconnected"] = True
+        retry_until: float | None = None
         while True:
             reused = self.conn is not None and self.conn.sock is not None
             try:
@@ -436,11 +439,11 @@ class Worker(threading.Thread):
                 if plan.kind == "write" and answer.status in (401, 403):
                     self.session.refresh(session_generation)
                 break
-            if self._retry(record, failure):
+            retry_until = self._pause_before_retry(record, failure, retry_until)
+            if retry_until is not None:
                 continue
             record.update(error=failure[0], detail=failure[1])
             break
-        record.pop("_retry_deadline", None)
         record["latency_ms"] = round((time.monotonic() - due.monotonic) * 1000, 3)
         return record
 
@@ -589,11 +592,17 @@ def summarize(records: Iterable[dict[str, Any]], start: float | None = None,
     }
 
 
+RETRY_FIELDS = ("first_error", "first_detail", "attempts")
+
+
 def without_retry(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as a client that does not retry would have seen it: its first failure, when it had one."""
-    if record.get("first_error"):
-        return {**record, "error": record["first_error"], "status": None, "instance": None}
-    return record
+    """The record as a client that does not retry would have seen it: its first failure, when it had one, and no
+    retry (so summarize counts none)."""
+    if not record.get("first_error"):
+        return record
+    plain = {key: value for key, value in record.items() if key not in RETRY_FIELDS}
+    plain.update(error=record["first_error"], detail=record["first_detail"], status=None, instance=None)
+    return plain
 
 
 def windows_from_marks(marks: dict[str, float]) -> list[tuple[str, float | None, float | None]]:

@@ -23,8 +23,8 @@ import time
 import pytest
 
 from testlib import (BALANCER_UNITS, KEEPALIVED_CONFIG, UserTraffic, active_kind, changed_counts, container,
-                     host_address, host_name, keepalived_settings, lb_hosts, loadgen, project_module, record_traffic,
-                     run_playbook)
+                     host_address, host_name, keepalived_settings, lb_hosts, loadgen, record_traffic,
+                     run_playbook, vip_client)
 
 
 # Module scope: it must come before the module's other fixtures, which read the pair.
@@ -85,7 +85,7 @@ def wait_for_one_holder(vip: str, timeout: float = 20) -> str:
 
 
 # The client's view of the floating address (scripts/bench/vip.py, shared with the fault suite).
-VIP = project_module("scripts/bench/vip.py", "vip")
+VIP = vip_client()
 balancer_said = VIP.balancer_said
 
 

@@ -30,7 +30,7 @@ import pytest
 from testlib import (APP_ENV_LINK, BALANCER_CONFIGS, HeldWrite, UserTraffic, WeightSampler, active_kind,
                      app_drain_timeout, balancer_reloads, changed_counts, container, drain_watcher, fleet_version,
                      floating_url, group_vars, host_address, host_name, instances, lb_hosts, live_weights,
-                     project_module, record_traffic, run_playbook, served_instances, stack)
+                     record_traffic, run_playbook, served_instances, stack, vip_client)
 
 APP_HOSTS = [host_name("app1"), host_name("app2")]
 DB_HOST = host_name("db1")
@@ -195,8 +195,7 @@ def test_after_the_deploy_each_balancer_still_names_itself(upgrade):
     balancers name themselves."""
     if len(lb_hosts()) < 2:
         pytest.skip("one lb host")
-    balancer_said = project_module("scripts/bench/vip.py", "vip").balancer_said
-    named = {lb: balancer_said(host_address(lb), timeout=5) for lb in lb_hosts()}
+    named = {lb: vip_client().balancer_said(host_address(lb), timeout=5) for lb in lb_hosts()}
     assert named == {lb: (200, lb) for lb in lb_hosts()}, named
 
 
