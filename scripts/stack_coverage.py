@@ -131,7 +131,9 @@ def main() -> None:
     counts, rows = census(), coverage(kinds, items)
     if arguments.json:
         print(json.dumps({"kinds": kinds, "census": counts, "coverage": rows,
-                          "order": [item["part"] for item in items]}))
+                          "order": [item["part"] for item in items],
+                          "runs": [{"test": f"{item['file']}::{item['function']}", "kind": item["kind"],
+                                    "part": item["part"]} for item in items]}))
     else:
         print(markdown(kinds, counts, rows, items))
 

@@ -136,3 +136,16 @@ def test_the_tests_run_balancer_by_balancer_then_once(report):
     order = report["order"]
     folded = [kind for index, kind in enumerate(order) if index == 0 or order[index - 1] != kind]
     assert folded == [*report["kinds"], "once"], folded
+
+
+def test_a_test_kept_for_one_balancer_runs_after_the_stack_switched_to_it(report):
+    """A once_with_balancer(n) test that does not take the `balancer` fixture runs with whichever balancer is
+    live: it must come after a per-kind test of its balancer (whose fixture made the switch), not before it,
+    in the previous balancer's stack. The stack starts with the first balancer, which needs no switch."""
+    switched_to, too_early = {report["kinds"][0]}, []
+    for run in report["runs"]:
+        if run["kind"] != "once":
+            switched_to.add(run["kind"])
+        elif run["part"] != "once" and run["part"] not in switched_to:
+            too_early.append(f"{run['test']} (with {run['part']})")
+    assert not too_early, too_early

@@ -7,8 +7,9 @@ to the next (playbooks/balancer.yml -v for the first switch, site.yml -v for the
 fleet's version) and its per-kind tests run, and so on; the tests
 that run once come last, on the last balancer, so that the secret scans read what every balancer and
 every deploy wrote. A test marked `once_with_balancer(n)` runs once too, but in the part of the n-th
-balancer (0-based; the last one when the run has fewer): the failure paths of the rolling deploy, spread so
-that each balancer takes one. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
+balancer (0-based; the last one when the run has fewer), after the part's first per-kind test, whose
+`balancer` fixture switched the stack to it: the failure paths of the rolling deploy, spread so that each
+balancer takes one, and the pair's failover. Within each part, the files' order holds (test_bad_input, test_security, test_stack,
 test_upgrade), and each file's own order.
 """
 
@@ -71,11 +72,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "once_with_balancer(n): run once, in the part of the n-th balancer (0-based)")
 
 
+def per_kind(item: pytest.Item) -> bool:
+    """Whether a collected test runs once per balancer (it takes the `balancer` fixture)."""
+    callspec = getattr(item, "callspec", None)
+    return bool(callspec and callspec.params.get("balancer"))
+
+
 def kind_of(item: pytest.Item) -> str | None:
     """The balancer whose part a collected test runs in; None for a test that runs once, last."""
-    callspec = getattr(item, "callspec", None)
-    if callspec and callspec.params.get("balancer"):
-        return callspec.params["balancer"]
+    if per_kind(item):
+        return item.callspec.params["balancer"]
     marker = item.get_closest_marker("once_with_balancer")
     if marker:
         kinds = stack().kinds
@@ -90,9 +96,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]):
     kinds = list(stack().kinds)
     order = {id(item): index for index, item in enumerate(items)}
     yield
+    # A test marked once_with_balancer(n) runs with the live balancer: it goes after the first per-kind test of
+    # its balancer, whose `balancer` fixture switches the stack to it (the first balancer needs no switch).
+    first_per_kind: dict[str, int] = {}
+    for item in items:
+        if per_kind(item):
+            first_per_kind.setdefault(kind_of(item), order[id(item)])
 
-    def key(item: pytest.Item) -> tuple[int, int]:
+    def key(item: pytest.Item) -> tuple[int, int, int]:
         kind = kind_of(item)
-        return (kinds.index(kind) if kind is not None else len(kinds), order[id(item)])
+        if kind is None:
+            return (len(kinds), order[id(item)], 0)
+        if per_kind(item):
+            return (kinds.index(kind), order[id(item)], 0)
+        return (kinds.index(kind), max(order[id(item)], first_per_kind.get(kind, -1)), 1)
 
     items.sort(key=key)
