@@ -69,6 +69,15 @@ rm -f "$RELEASES_BUILT"
 ) &
 builder=$!
 
+# nice ranks processes within one scheduling group only. The kernel's autogroup (sched_autogroup_enabled, on
+# in Debian's kernel) puts each session in a group of its own, which competes at full weight with every other
+# group and with each container's cgroup: the stack's hosts, where its deploys do their work, met the nice'd
+# others' whole session at full weight. So each other job runs in a session of its own, whose autogroup gets
+# OTHERS_NICE (/proc/self/autogroup; this process's own scheduling, no system setting). Measured on the pair
+# lab, the good nginx deploy: 96 s alone, 178 s beside the unit tests at nice 19, 116 s with their autogroup at 19.
+lowly() { setsid -w bash -c 'echo "$OTHERS_NICE" > /proc/self/autogroup 2>/dev/null || true; exec nice -n "$OTHERS_NICE" "$@"' _ "$@"; }
+export -f lowly
+
 stamp() { local line; while IFS= read -r line || [ -n "$line" ]; do printf '%(%s)T %s\n' -1 "$line"; done; }
 export -f stamp
 
@@ -93,7 +102,7 @@ run_one() {
     case "$scenario" in stack|stack_*) ;; *) wait_for_the_stack "$scenario";; esac
     start=$(date +%s)
     if [ "$scenario" = make-check ]; then
-        if (set -o pipefail; ROLLGATE_CONTAINER_CPU_SHARES="$OTHERS_CPU_SHARES" nice -n "$OTHERS_NICE" make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
+        if (set -o pipefail; ROLLGATE_CONTAINER_CPU_SHARES="$OTHERS_CPU_SHARES" lowly make --no-print-directory check 2>&1 | stamp > .cache/make-check.log); then
             echo "== make check passed in $(( $(date +%s) - start )) s"; return 0; fi
         echo "== make check FAILED in $(( $(date +%s) - start )) s (.cache/make-check.log)"
         echo make-check >> .cache/molecule-failed
@@ -101,9 +110,9 @@ run_one() {
     fi
     # Each log line starts with the Unix time it was written: scripts/molecule_phases.py reads each
     # phase's time from them.
-    local priority=0 shares=""
-    case "$scenario" in stack|stack_*) ;; *) priority="$OTHERS_NICE" shares="$OTHERS_CPU_SHARES";; esac
-    if (set -o pipefail; ROLLGATE_CONTAINER_CPU_SHARES="$shares" nice -n "$priority" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
+    local run=() shares=""
+    case "$scenario" in stack|stack_*) ;; *) run=(lowly) shares="$OTHERS_CPU_SHARES";; esac
+    if (set -o pipefail; ROLLGATE_CONTAINER_CPU_SHARES="$shares" "${run[@]}" molecule test -s "$scenario" 2>&1 | stamp > ".cache/molecule-$scenario.log"); then
         status=passed; else status=FAILED; fi
     touch ".cache/molecule-$scenario.ended"
     echo "== $scenario $status in $(( $(date +%s) - start )) s:" \
