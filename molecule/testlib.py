@@ -604,7 +604,6 @@ def app_drain_timeout() -> float:
 # --- Traffic that counts what users see ----------------------------------------------------------------
 
 @functools.cache
-@functools.cache
 def loadgen():
     """scripts/bench/loadgen.py, imported once: the load generator of the benchmarks, reused by the tests."""
     return project_module("scripts/bench/loadgen.py", "rollgate_loadgen")

@@ -14,9 +14,10 @@ show_health() {
 echo
 echo "rollgate lab is up:  http://127.0.0.1:8080/   https://127.0.0.1:8443/"
 show_health "http://127.0.0.1:8080/health"
-if [ "$(cat .cache/lab-lb-hosts 2>/dev/null || echo 1)" -gt 1 ]; then
-    vip=$(ansible -i inventories/lab lb1 -m ansible.builtin.debug -a var=lb_vip 2>/dev/null \
-        | sed -n 's/.*lb_vip"\{0,1\}: "\{0,1\}\([0-9.]*\).*/\1/p')
-    echo "the balancer pair's floating address (send traffic here; 127.0.0.1:8080 is lb1 alone):  http://${vip:-?}/"
-    [ -n "${vip}" ] && show_health "http://${vip}/health"
+# The inventory's lb_vip (set only for a pair): empty, or undefined, with one lb host.
+vip=$(ansible -i inventories/lab lb1 -m ansible.builtin.debug -a var=lb_vip 2>/dev/null \
+    | sed -n 's/.*lb_vip"\{0,1\}: "\{0,1\}\([0-9.]*\).*/\1/p')
+if [ -n "${vip}" ]; then
+    echo "the balancer pair's floating address (send traffic here; 127.0.0.1:8080 is lb1 alone):  http://${vip}/"
+    show_health "http://${vip}/health"
 fi
